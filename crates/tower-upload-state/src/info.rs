@@ -1,0 +1,200 @@
+//! Snapshots of one upload, and the JSON answer the widget reads.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FileError, UploadKey, UploadStatus};
+
+/// A snapshot of one upload: what the status service answers and what event handlers see.
+///
+/// # Example
+///
+/// ```
+/// use tower_upload_state::{UploadInfo, UploadKey, UploadStatus};
+///
+/// let mut info = UploadInfo::new(UploadKey::parse("k1")?);
+/// info.file_name = Some("report.pdf".into());
+/// assert_eq!(info.status, UploadStatus::NotStarted);
+/// # Ok::<(), tower_upload_state::KeyError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct UploadInfo {
+    /// The upload's key.
+    pub key: UploadKey,
+    /// Where the upload is in its lifecycle.
+    pub status: UploadStatus,
+    /// Why it failed, or [`FileError::None`].
+    pub error: FileError,
+    /// Bytes of the file received so far.
+    pub bytes_uploaded: u64,
+    /// The file's size: declared (from `Content-Length`) while streaming when known, exact once
+    /// finished.
+    pub size: Option<u64>,
+    /// A message for the user, set by the layer on failure or by an event handler.
+    pub server_message: Option<String>,
+    /// The file name as the client sent it (not yet sanitised), once the part headers are in.
+    pub file_name: Option<String>,
+    /// The MIME type the client declared for the part.
+    pub mime_type: Option<String>,
+    /// The widget's control id (`cid` query parameter), when not empty.
+    pub cid: Option<String>,
+    /// The owner the upload is bound to, when an owner binding is configured.
+    pub owner: Option<String>,
+    /// When the key was registered.
+    pub started_at: SystemTime,
+    /// When the upload reached a terminal status.
+    pub finished_at: Option<SystemTime>,
+}
+
+impl UploadInfo {
+    /// A fresh record for `key`: [`UploadStatus::NotStarted`], nothing received.
+    #[must_use]
+    pub fn new(key: UploadKey) -> Self {
+        Self {
+            key,
+            status: UploadStatus::NotStarted,
+            error: FileError::None,
+            bytes_uploaded: 0,
+            size: None,
+            server_message: None,
+            file_name: None,
+            mime_type: None,
+            cid: None,
+            owner: None,
+            started_at: SystemTime::now(),
+            finished_at: None,
+        }
+    }
+
+    /// The size the widget is told: the known size, else the bytes received so far (never 0
+    /// while bytes are arriving, which would make the widget divide by zero).
+    #[must_use]
+    pub fn reported_size(&self) -> u64 {
+        self.size.unwrap_or(0).max(self.bytes_uploaded)
+    }
+
+    /// The status answer for this snapshot, with its server message (as the status service
+    /// sends it).
+    #[must_use]
+    pub fn status_answer(&self) -> StatusAnswer<'_> {
+        StatusAnswer {
+            status: self.status,
+            error: self.error,
+            bytes_uploaded: self.bytes_uploaded,
+            size: self.reported_size(),
+            server_message: Some(self.server_message.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+/// The JSON object the igUpload widget reads from status and upload answers:
+/// `{"status":S,"error":E,"bytesUploaded":N,"size":N,"serverMessage":"..."}`.
+///
+/// `serverMessage` is left out when `server_message` is `None`: a successful upload POST must
+/// not carry it, or the widget hangs (it then reads the message from the status answer).
+///
+/// # Example
+///
+/// ```
+/// use tower_upload_state::{FileError, StatusAnswer, UploadStatus};
+///
+/// let answer = StatusAnswer {
+///     status: UploadStatus::Finished,
+///     error: FileError::None,
+///     bytes_uploaded: 3,
+///     size: 3,
+///     server_message: None,
+/// };
+/// assert_eq!(answer.to_json(), br#"{"status":2,"error":-1,"bytesUploaded":3,"size":3}"#);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusAnswer<'a> {
+    /// The status code.
+    pub status: UploadStatus,
+    /// The error code.
+    pub error: FileError,
+    /// Bytes received.
+    pub bytes_uploaded: u64,
+    /// The file's size.
+    pub size: u64,
+    /// The message for the user; the key is left out when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_message: Option<&'a str>,
+}
+
+impl StatusAnswer<'_> {
+    /// The answer for a key the registry does not know: status 3, error 5.
+    pub const NO_SUCH_FILE: StatusAnswer<'static> = StatusAnswer {
+        status: UploadStatus::NoSuchFile,
+        error: FileError::KeyFileNotFound,
+        bytes_uploaded: 0,
+        size: 0,
+        server_message: Some(""),
+    };
+
+    /// The answer as JSON bytes.
+    #[must_use]
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends the answer as JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Writing plain numbers and a string into a Vec cannot fail.
+        serde_json::to_writer(out, self).expect("serialising a status answer cannot fail");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_answer_always_has_a_message_field() {
+        let mut info = UploadInfo::new(UploadKey::parse("k").unwrap());
+        info.status = UploadStatus::Started;
+        info.bytes_uploaded = 10;
+        info.size = Some(100);
+        let json: serde_json::Value =
+            serde_json::from_slice(&info.status_answer().to_json()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"status":1,"error":-1,"bytesUploaded":10,"size":100,"serverMessage":""})
+        );
+    }
+
+    #[test]
+    fn reported_size_never_trails_the_bytes() {
+        let mut info = UploadInfo::new(UploadKey::parse("k").unwrap());
+        assert_eq!(info.reported_size(), 0);
+        info.bytes_uploaded = 7;
+        assert_eq!(info.reported_size(), 7);
+        info.size = Some(70);
+        assert_eq!(info.reported_size(), 70);
+    }
+
+    #[test]
+    fn no_such_file_is_3_and_5() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&StatusAnswer::NO_SUCH_FILE.to_json()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"status":3,"error":5,"bytesUploaded":0,"size":0,"serverMessage":""})
+        );
+    }
+
+    #[test]
+    fn info_round_trips_through_json() {
+        let mut info = UploadInfo::new(UploadKey::parse("k").unwrap());
+        info.file_name = Some("a.txt".into());
+        info.status = UploadStatus::Finished;
+        let json = serde_json::to_string(&info).unwrap();
+        assert_eq!(serde_json::from_str::<UploadInfo>(&json).unwrap(), info);
+    }
+}

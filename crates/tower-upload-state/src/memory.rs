@@ -1,0 +1,432 @@
+//! The default, in-process [`ProgressStore`].
+
+use std::collections::{HashMap, VecDeque};
+use std::future::ready;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::store::{ClaimError, ProgressStore, StoreError, StoreFuture};
+use crate::{UploadInfo, UploadKey};
+
+/// How long terminal records stay queryable by default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(10 * 60);
+
+/// How many records a [`MemoryStore`] keeps by default.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// Keeps upload records in this process, bounded in time and count.
+///
+/// - A terminal record stays for the [retention](Self::with_retention), then expires.
+/// - At [capacity](Self::with_capacity), a new claim evicts the oldest terminal record (expired
+///   ones first); when every record is in flight, the claim fails with
+///   [`ClaimError::Full`], which the upload layer answers with 503. A flood of distinct keys
+///   therefore costs at most `capacity` records.
+/// - `fileSize` answers are bounded the same way, separately.
+///
+/// Expiry is lazy (checked on every access, in amortised O(1)): no background task.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_upload_state::{MemoryStore, UploadRegistry};
+///
+/// let store = MemoryStore::new()
+///     .with_retention(Duration::from_secs(60))
+///     .with_capacity(1_000);
+/// let registry = UploadRegistry::with_store(store);
+/// assert_eq!(registry.retention(), Duration::from_secs(60));
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    retention: Duration,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    records: HashMap<UploadKey, Record>,
+    /// Terminal records in the order they ended, which is also expiry order because the
+    /// retention is the same for all. An entry is stale when its record was since replaced
+    /// (the generation differs).
+    terminal_order: VecDeque<(Instant, UploadKey, u64)>,
+    file_sizes: HashMap<UploadKey, (u64, Instant)>,
+    file_size_order: VecDeque<(Instant, UploadKey)>,
+    next_generation: u64,
+}
+
+#[derive(Debug)]
+struct Record {
+    info: UploadInfo,
+    /// Set once the record is terminal.
+    expires_at: Option<Instant>,
+    generation: u64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store with [`DEFAULT_RETENTION`] and [`DEFAULT_CAPACITY`].
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            inner: Mutex::default(),
+            retention: DEFAULT_RETENTION,
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+
+    /// How long terminal records stay queryable.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The most records kept (and, separately, the most `fileSize` answers).
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        assert!(
+            capacity > 0,
+            "a MemoryStore needs room for at least one record"
+        );
+        self.capacity = capacity;
+        self
+    }
+
+    /// How many records are kept now, expired ones not yet purged included.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    /// Whether no record is kept.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a record half-written (every update is
+        // a single insert or field assignment), so the data is usable after a poison.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn claim_now(&self, info: &UploadInfo, now: Instant) -> Result<(), ClaimError> {
+        let mut inner = self.lock();
+        inner.purge_expired(now);
+        if let Some(existing) = inner.records.get(&info.key) {
+            if existing.info.status.is_in_flight() {
+                return Err(ClaimError::InFlight);
+            }
+            if existing.info.status.is_rejection() {
+                return Err(ClaimError::Rejected(Box::new(existing.info.clone())));
+            }
+        } else if inner.records.len() >= self.capacity && !inner.evict_oldest_terminal() {
+            return Err(ClaimError::Full {
+                capacity: self.capacity,
+            });
+        }
+        let generation = inner.next_generation();
+        inner.records.insert(
+            info.key.clone(),
+            Record {
+                info: info.clone(),
+                expires_at: None,
+                generation,
+            },
+        );
+        Ok(())
+    }
+
+    fn save_now(&self, info: &UploadInfo, now: Instant) {
+        let mut inner = self.lock();
+        inner.purge_expired(now);
+        let generation = inner.next_generation();
+        let expires_at = info.status.is_terminal().then(|| now + self.retention);
+        if let Some(expires_at) = expires_at {
+            inner
+                .terminal_order
+                .push_back((expires_at, info.key.clone(), generation));
+        }
+        let record = Record {
+            info: info.clone(),
+            expires_at,
+            generation,
+        };
+        let is_new = inner.records.insert(info.key.clone(), record).is_none();
+        // A save for a key that was evicted meanwhile must not push the store past its bound.
+        if is_new && inner.records.len() > self.capacity {
+            inner.evict_oldest_terminal();
+        }
+    }
+
+    fn load_now(&self, key: &UploadKey, now: Instant) -> Option<UploadInfo> {
+        let inner = self.lock();
+        let record = inner.records.get(key)?;
+        match record.expires_at {
+            Some(expires_at) if expires_at <= now => None,
+            _ => Some(record.info.clone()),
+        }
+    }
+
+    fn put_file_size_now(&self, key: &UploadKey, size: u64, now: Instant) {
+        let mut inner = self.lock();
+        let expires_at = now + self.retention;
+        inner.purge_expired_file_sizes(now);
+        if inner.file_sizes.len() >= self.capacity && !inner.file_sizes.contains_key(key) {
+            // Drop the oldest answer; the widget asks for a size right after posting it.
+            while let Some((_, oldest)) = inner.file_size_order.pop_front() {
+                if inner.file_sizes.remove(&oldest).is_some() {
+                    break;
+                }
+            }
+        }
+        inner.file_sizes.insert(key.clone(), (size, expires_at));
+        inner.file_size_order.push_back((expires_at, key.clone()));
+    }
+
+    fn take_file_size_now(&self, key: &UploadKey, now: Instant) -> Option<u64> {
+        let mut inner = self.lock();
+        let (size, expires_at) = inner.file_sizes.remove(key)?;
+        (expires_at > now).then_some(size)
+    }
+}
+
+impl Inner {
+    fn next_generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    fn purge_expired(&mut self, now: Instant) {
+        while let Some((expires_at, _, _)) = self.terminal_order.front() {
+            if *expires_at > now {
+                break;
+            }
+            let (_, key, generation) = self.terminal_order.pop_front().expect("front exists");
+            self.remove_if_generation(&key, generation);
+        }
+    }
+
+    /// Evicts the oldest terminal record; false when there is none (all are in flight).
+    fn evict_oldest_terminal(&mut self) -> bool {
+        while let Some((_, key, generation)) = self.terminal_order.pop_front() {
+            if self.remove_if_generation(&key, generation) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn remove_if_generation(&mut self, key: &UploadKey, generation: u64) -> bool {
+        let current = self.records.get(key).map(|record| record.generation);
+        if current == Some(generation) {
+            self.records.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn purge_expired_file_sizes(&mut self, now: Instant) {
+        while let Some((expires_at, _)) = self.file_size_order.front() {
+            if *expires_at > now {
+                break;
+            }
+            let (expires_at, key) = self.file_size_order.pop_front().expect("front exists");
+            if self.file_sizes.get(&key).map(|&(_, at)| at) == Some(expires_at) {
+                self.file_sizes.remove(&key);
+            }
+        }
+    }
+}
+
+impl ProgressStore for MemoryStore {
+    fn claim<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>> {
+        Box::pin(ready(self.claim_now(info, Instant::now())))
+    }
+
+    fn save<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.save_now(info, Instant::now());
+        Box::pin(ready(Ok(())))
+    }
+
+    fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.lock().records.remove(key);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn load<'a>(
+        &'a self,
+        key: &'a UploadKey,
+    ) -> StoreFuture<'a, Result<Option<UploadInfo>, StoreError>> {
+        Box::pin(ready(Ok(self.load_now(key, Instant::now()))))
+    }
+
+    fn put_file_size<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        size: u64,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.put_file_size_now(key, size, Instant::now());
+        Box::pin(ready(Ok(())))
+    }
+
+    fn take_file_size<'a>(
+        &'a self,
+        key: &'a UploadKey,
+    ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(ready(Ok(self.take_file_size_now(key, Instant::now()))))
+    }
+
+    fn retention(&self) -> Duration {
+        self.retention
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UploadStatus;
+
+    fn info(key: &str, status: UploadStatus) -> UploadInfo {
+        let mut info = UploadInfo::new(UploadKey::parse(key).unwrap());
+        info.status = status;
+        info
+    }
+
+    fn key(key: &str) -> UploadKey {
+        UploadKey::parse(key).unwrap()
+    }
+
+    #[test]
+    fn claim_refuses_in_flight_and_replays_rejections() {
+        let store = MemoryStore::new();
+        let now = Instant::now();
+        store
+            .claim_now(&info("a", UploadStatus::NotStarted), now)
+            .unwrap();
+        assert!(matches!(
+            store.claim_now(&info("a", UploadStatus::NotStarted), now),
+            Err(ClaimError::InFlight)
+        ));
+        store.save_now(&info("a", UploadStatus::FileSizeExceeded), now);
+        match store.claim_now(&info("a", UploadStatus::NotStarted), now) {
+            Err(ClaimError::Rejected(previous)) => {
+                assert_eq!(previous.status, UploadStatus::FileSizeExceeded)
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        // A finished or disconnected key may start over.
+        store.save_now(&info("b", UploadStatus::Finished), now);
+        store
+            .claim_now(&info("b", UploadStatus::NotStarted), now)
+            .unwrap();
+        store.save_now(&info("c", UploadStatus::CanceledByClientConnection), now);
+        store
+            .claim_now(&info("c", UploadStatus::NotStarted), now)
+            .unwrap();
+    }
+
+    #[test]
+    fn terminal_records_expire_after_the_retention_and_live_ones_do_not() {
+        let store = MemoryStore::new().with_retention(Duration::from_secs(5));
+        let start = Instant::now();
+        store
+            .claim_now(&info("live", UploadStatus::NotStarted), start)
+            .unwrap();
+        store.save_now(&info("done", UploadStatus::Finished), start);
+        let just_before = start + Duration::from_millis(4_999);
+        assert!(store.load_now(&key("done"), just_before).is_some());
+        let after = start + Duration::from_secs(5);
+        assert!(store.load_now(&key("done"), after).is_none());
+        assert!(store
+            .load_now(&key("live"), after + Duration::from_secs(3600))
+            .is_some());
+        // The expired record is purged on the next write.
+        store.save_now(&info("other", UploadStatus::Finished), after);
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn a_flood_of_keys_is_bounded_and_evicts_terminal_records_oldest_first() {
+        let store = MemoryStore::new().with_capacity(3);
+        let now = Instant::now();
+        for name in ["t1", "t2"] {
+            store
+                .claim_now(&info(name, UploadStatus::NotStarted), now)
+                .unwrap();
+            store.save_now(&info(name, UploadStatus::Finished), now);
+        }
+        store
+            .claim_now(&info("live1", UploadStatus::NotStarted), now)
+            .unwrap();
+        // Full: the oldest terminal record (t1) makes room, then t2.
+        store
+            .claim_now(&info("live2", UploadStatus::NotStarted), now)
+            .unwrap();
+        assert!(store.load_now(&key("t1"), now).is_none());
+        assert!(store.load_now(&key("t2"), now).is_some());
+        store
+            .claim_now(&info("live3", UploadStatus::NotStarted), now)
+            .unwrap();
+        assert!(store.load_now(&key("t2"), now).is_none());
+        // Only live records remain: refuse.
+        assert!(matches!(
+            store.claim_now(&info("live4", UploadStatus::NotStarted), now),
+            Err(ClaimError::Full { capacity: 3 })
+        ));
+        assert_eq!(store.len(), 3);
+        for i in 0..10_000 {
+            let _ = store.claim_now(&info(&format!("spray{i}"), UploadStatus::NotStarted), now);
+        }
+        assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn a_replaced_record_is_not_evicted_by_its_stale_expiry_entry() {
+        let store = MemoryStore::new().with_retention(Duration::from_secs(1));
+        let start = Instant::now();
+        store.save_now(&info("k", UploadStatus::Finished), start);
+        // The key starts over and is in flight when the old entry expires.
+        store
+            .claim_now(&info("k", UploadStatus::NotStarted), start)
+            .unwrap();
+        let later = start + Duration::from_secs(2);
+        store.save_now(&info("x", UploadStatus::Finished), later);
+        let record = store.load_now(&key("k"), later).expect("still in flight");
+        assert_eq!(record.status, UploadStatus::NotStarted);
+    }
+
+    #[test]
+    fn file_sizes_are_read_once_expire_and_are_bounded() {
+        let store = MemoryStore::new()
+            .with_capacity(2)
+            .with_retention(Duration::from_secs(1));
+        let now = Instant::now();
+        store.put_file_size_now(&key("a"), 10, now);
+        assert_eq!(store.take_file_size_now(&key("a"), now), Some(10));
+        assert_eq!(store.take_file_size_now(&key("a"), now), None);
+        store.put_file_size_now(&key("b"), 1, now);
+        store.put_file_size_now(&key("c"), 2, now);
+        store.put_file_size_now(&key("d"), 3, now);
+        assert_eq!(store.lock().file_sizes.len(), 2);
+        assert_eq!(store.take_file_size_now(&key("b"), now), None);
+        assert_eq!(
+            store.take_file_size_now(&key("d"), now + Duration::from_secs(1)),
+            None
+        );
+    }
+}
