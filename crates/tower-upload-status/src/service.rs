@@ -1,0 +1,599 @@
+//! [`UploadStatusService`]: answers `?key=K&command=status|cancel|fileSize`.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use tower_service::Service;
+use tower_upload_state::{Command, UploadKey, UploadQuery, UploadRegistry};
+
+use crate::answer::{self, Refusal, StatusResponse};
+use crate::ResponseFuture;
+
+/// The igUpload status handler: answers the widget's `status`, `cancel` and `fileSize`
+/// commands from an [`UploadRegistry`].
+///
+/// A leaf service for requests with any body type (the body is never read); see the
+/// [crate docs](crate) for the protocol, the answers and the error codes.
+///
+/// Cloning is cheap: it clones the registry handle, an [`Arc`](std::sync::Arc).
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, StatusCode};
+/// use http_body_util::{BodyExt, Empty};
+/// use tower::ServiceExt;
+/// use tower_upload_state::UploadRegistry;
+/// use tower_upload_status::UploadStatusService;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let service = UploadStatusService::new(UploadRegistry::new());
+///
+/// // A key the registry does not know: status 3 (NoSuchFile), error 5 (KeyFileNotFound).
+/// let request = Request::get("/status?key=nobody&command=status").body(Empty::<Bytes>::new())?;
+/// let response = service.clone().oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// let body = response.into_body().collect().await?.to_bytes();
+/// assert_eq!(body, r#"{"status":3,"error":5,"bytesUploaded":0,"size":0,"serverMessage":""}"#);
+///
+/// // A request the widget never sends.
+/// let request = Request::get("/status?command=status").body(Empty::<Bytes>::new())?;
+/// let response = service.oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+/// let body = response.into_body().collect().await?.to_bytes();
+/// assert!(body.starts_with(br#"{"error":"missing_key","#));
+/// # Ok(())
+/// # }
+/// ```
+#[doc(alias = "IGUploadStatusHandler")]
+#[derive(Clone, Debug)]
+pub struct UploadStatusService {
+    registry: UploadRegistry,
+}
+
+impl UploadStatusService {
+    /// A service answering from `registry`: give it a clone of the registry the upload layer
+    /// writes.
+    #[must_use]
+    pub fn new(registry: UploadRegistry) -> Self {
+        Self { registry }
+    }
+
+    /// The registry this service answers from.
+    #[must_use]
+    pub fn registry(&self) -> &UploadRegistry {
+        &self.registry
+    }
+
+    /// Checks the method and the query, which needs no registry.
+    fn check<B>(req: &Request<B>) -> Result<(UploadKey, Command), Refusal> {
+        if req.method() != Method::GET && req.method() != Method::POST {
+            return Err(Refusal::Method);
+        }
+        let query = UploadQuery::parse(req.uri().query().unwrap_or(""))?;
+        let key = query.key()?;
+        let command = query.command()?.ok_or_else(Refusal::missing_command)?;
+        Ok((key, command))
+    }
+}
+
+/// Asks the registry and answers; the future this makes is what [`ResponseFuture`] boxes.
+async fn answer(registry: UploadRegistry, key: UploadKey, command: Command) -> StatusResponse {
+    let result = match command {
+        Command::Status => registry
+            .snapshot(&key)
+            .await
+            .map(|info| answer::status(info.as_ref())),
+        Command::Cancel => registry
+            .cancel(&key)
+            .await
+            .map(|info| answer::status(info.as_ref())),
+        Command::FileSize => registry.take_file_size(&key).await.map(answer::file_size),
+    };
+    result.unwrap_or_else(|error| answer::store_unavailable(&error))
+}
+
+impl<B> Service<Request<B>> for UploadStatusService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match Self::check(&req) {
+            Ok((key, command)) => {
+                ResponseFuture::registry(answer(self.registry.clone(), key, command))
+            }
+            Err(refusal) => ResponseFuture::ready(refusal.into_response()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+    use http::StatusCode;
+    use http_body_util::{BodyExt, Empty};
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+    use tower_upload_state::{
+        ClaimError, FileError, ProgressStore, StoreError, StoreFuture, UploadHandle, UploadInfo,
+        UploadStatus,
+    };
+
+    use super::*;
+
+    fn key(text: &str) -> UploadKey {
+        UploadKey::parse(text).unwrap()
+    }
+
+    async fn begin(registry: &UploadRegistry, text: &str) -> UploadHandle {
+        registry.begin(UploadInfo::new(key(text))).await.unwrap()
+    }
+
+    /// Sends `method uri` with an empty body; returns the status and the parsed JSON body,
+    /// after checking the headers every answer has.
+    async fn ask(registry: &UploadRegistry, method: Method, uri: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = UploadStatusService::new(registry.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    async fn get(registry: &UploadRegistry, uri: &str) -> (StatusCode, Value) {
+        ask(registry, Method::GET, uri).await
+    }
+
+    async fn read(response: Response<Full<Bytes>>) -> (StatusCode, Value) {
+        let status = response.status();
+        let headers = response.headers();
+        assert_eq!(headers[CONTENT_TYPE], "application/json", "{status}");
+        assert_eq!(headers[CACHE_CONTROL], "no-store", "{status}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&body)));
+        (status, json)
+    }
+
+    fn status_json(status: u8, error: i8, bytes: u64, size: u64, message: &str) -> Value {
+        json!({
+            "status": status,
+            "error": error,
+            "bytesUploaded": bytes,
+            "size": size,
+            "serverMessage": message,
+        })
+    }
+
+    fn no_such_file() -> Value {
+        status_json(3, 5, 0, 0, "")
+    }
+
+    #[tokio::test]
+    async fn status_of_a_live_upload_shows_its_progress() {
+        let registry = UploadRegistry::new();
+        let upload = begin(&registry, "live").await;
+        assert_eq!(
+            get(&registry, "/s?key=live&command=status").await,
+            (StatusCode::OK, status_json(0, -1, 0, 0, ""))
+        );
+        upload.set_status(UploadStatus::Started).await.unwrap();
+        upload.update(|info| info.size = Some(1000));
+        upload.add_bytes(300);
+        upload.add_bytes(100);
+        assert_eq!(
+            get(&registry, "/s?key=live&command=status").await,
+            (StatusCode::OK, status_json(1, -1, 400, 1000, ""))
+        );
+        upload
+            .finish(UploadStatus::Finished, FileError::None, None)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn status_of_finished_and_rejected_uploads() {
+        let registry = UploadRegistry::new();
+        let upload = begin(&registry, "done").await;
+        upload.update(|info| info.size = Some(5));
+        upload.add_bytes(5);
+        upload
+            .finish(UploadStatus::Finished, FileError::None, None)
+            .await;
+        assert_eq!(
+            get(&registry, "/s?key=done&command=status").await,
+            (StatusCode::OK, status_json(2, -1, 5, 5, ""))
+        );
+
+        let upload = begin(&registry, "big").await;
+        upload.add_bytes(4096);
+        upload
+            .finish(
+                UploadStatus::FileSizeExceeded,
+                FileError::FileSizeExceeded,
+                Some("the file is larger than 4 KiB".into()),
+            )
+            .await;
+        assert_eq!(
+            get(&registry, "/s?key=big&command=status").await,
+            (
+                StatusCode::OK,
+                status_json(5, 2, 4096, 4096, "the file is larger than 4 KiB")
+            )
+        );
+
+        let upload = begin(&registry, "vetoed").await;
+        upload
+            .finish(
+                UploadStatus::CanceledByEvent,
+                FileError::ServerSideCancel,
+                Some("no \"exe\" files, please".into()),
+            )
+            .await;
+        assert_eq!(
+            get(&registry, "/s?key=vetoed&command=status").await,
+            (
+                StatusCode::OK,
+                status_json(7, 10, 0, 0, "no \"exe\" files, please")
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn status_of_an_unknown_key_is_no_such_file() {
+        let registry = UploadRegistry::new();
+        assert_eq!(
+            get(&registry, "/s?key=nobody&command=status").await,
+            (StatusCode::OK, no_such_file())
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_wakes_a_live_upload() {
+        let registry = UploadRegistry::new();
+        let upload = begin(&registry, "c1").await;
+        upload.set_status(UploadStatus::Started).await.unwrap();
+        upload.add_bytes(10);
+        let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+        let streaming = tokio::spawn(async move {
+            let cancelled = upload.cancelled();
+            let _ = waiting_tx.send(());
+            cancelled.await;
+            upload
+        });
+        waiting_rx.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!streaming.is_finished(), "nothing asked it to stop yet");
+
+        // The answer is the state when asked: still streaming.
+        assert_eq!(
+            get(&registry, "/s?key=c1&command=cancel").await,
+            (StatusCode::OK, status_json(1, -1, 10, 10, ""))
+        );
+        let upload = tokio::time::timeout(Duration::from_secs(5), streaming)
+            .await
+            .expect("cancel wakes the upload")
+            .unwrap();
+        assert!(upload.is_cancel_requested());
+
+        // What the layer does next; then the status tells.
+        upload
+            .finish(UploadStatus::CanceledByClientCommand, FileError::None, None)
+            .await;
+        assert_eq!(
+            get(&registry, "/s?key=c1&command=status").await,
+            (StatusCode::OK, status_json(4, -1, 10, 10, ""))
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_of_an_unknown_or_finished_key_answers_its_state() {
+        let registry = UploadRegistry::new();
+        assert_eq!(
+            get(&registry, "/s?key=nobody&command=cancel").await,
+            (StatusCode::OK, no_such_file())
+        );
+
+        let upload = begin(&registry, "done").await;
+        upload.add_bytes(7);
+        upload
+            .finish(UploadStatus::Finished, FileError::None, None)
+            .await;
+        for _ in 0..2 {
+            assert_eq!(
+                get(&registry, "/s?key=done&command=cancel").await,
+                (StatusCode::OK, status_json(2, -1, 7, 7, ""))
+            );
+        }
+        assert_eq!(
+            get(&registry, "/s?key=done&command=status").await,
+            (StatusCode::OK, status_json(2, -1, 7, 7, "")),
+            "a cancel after the end changes nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn file_size_is_read_once() {
+        let registry = UploadRegistry::new();
+        registry
+            .record_file_size(&key("fs"), 123_456)
+            .await
+            .unwrap();
+        assert_eq!(
+            get(&registry, "/s?key=fs&command=fileSize").await,
+            (StatusCode::OK, json!({"fileSize": 123_456}))
+        );
+        let unknown = (StatusCode::OK, json!({"fileSize": null, "error": 5}));
+        assert_eq!(get(&registry, "/s?key=fs&command=fileSize").await, unknown);
+        assert_eq!(
+            get(&registry, "/s?key=nobody&command=filesize").await,
+            unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_queries_get_400_with_a_code_and_a_message() {
+        let registry = UploadRegistry::new();
+        let long_key = format!("/s?command=status&key={}", "k".repeat(129));
+        let cases: &[(&str, &str, &str)] = &[
+            ("/s", "missing_key", "`key`"),
+            ("/s?command=status", "missing_key", "`key`"),
+            ("/s?key=&command=status", "invalid_key", "empty"),
+            ("/s?key=a/b&command=status", "invalid_key", "'/'"),
+            ("/s?key=%2E%2E%2Fetc&command=status", "invalid_key", "'/'"),
+            ("/s?key=a;b&command=status", "invalid_key", "';'"),
+            ("/s?key=a%3Bb&command=status", "invalid_key", "';'"),
+            (&long_key, "invalid_key", "129 bytes"),
+            ("/s?key=k", "missing_command", "`command`"),
+            ("/s?key=k&_=1", "missing_command", "`command`"),
+            ("/s?key=k&command=", "unknown_command", "unknown command"),
+            ("/s?key=k&command=delete", "unknown_command", "\"delete\""),
+            ("/s?key=k&key=k&command=status", "bad_query", "`key`"),
+            (
+                "/s?key=k&command=status&command=cancel",
+                "bad_query",
+                "`command`",
+            ),
+            ("/s?key=k&command=status&cid=a&cid=b", "bad_query", "`cid`"),
+        ];
+        for &(uri, code, in_message) in cases {
+            let (status, body) = get(&registry, uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            let fields: Vec<&str> = body
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(fields, ["error", "message"], "{uri}");
+            assert_eq!(body["error"], code, "{uri}");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains(in_message), "{uri}: {message}");
+        }
+        // POST is checked the same way.
+        let (status, body) = ask(&registry, Method::POST, "/s?command=status").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "missing_key");
+    }
+
+    #[tokio::test]
+    async fn other_methods_get_405_with_allow() {
+        let registry = UploadRegistry::new();
+        for method in [
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::HEAD,
+            Method::OPTIONS,
+        ] {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri("/s?key=k&command=status")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let response = UploadStatusService::new(registry.clone())
+                .oneshot(request)
+                .await
+                .unwrap();
+            assert_eq!(response.headers()[ALLOW], "GET, POST", "{method}");
+            let (status, body) = read(response).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            assert_eq!(body["error"], "method_not_allowed", "{method}");
+        }
+        // Even a request without a query: the method is checked first.
+        let (status, _) = ask(&registry, Method::DELETE, "/s").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn post_works_like_get() {
+        let registry = UploadRegistry::new();
+        let upload = begin(&registry, "p").await;
+        upload.add_bytes(3);
+        for command in ["status", "cancel"] {
+            let uri = format!("/s?key=p&command={command}");
+            assert_eq!(
+                ask(&registry, Method::POST, &uri).await,
+                get(&registry, &uri).await
+            );
+        }
+        assert!(upload.is_cancel_requested());
+        registry.record_file_size(&key("p"), 9).await.unwrap();
+        assert_eq!(
+            ask(&registry, Method::POST, "/s?key=p&command=fileSize").await,
+            (StatusCode::OK, json!({"fileSize": 9}))
+        );
+        upload
+            .finish(UploadStatus::CanceledByClientCommand, FileError::None, None)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn other_parameters_case_and_percent_encoding() {
+        let registry = UploadRegistry::new();
+        let upload = begin(&registry, "ab-cd_9.z").await;
+        upload.add_bytes(2);
+        let expected = (StatusCode::OK, status_json(0, -1, 2, 2, ""));
+        for uri in [
+            "/s?key=ab-cd_9.z&command=status",
+            "/s?key=ab-cd_9.z&command=status&_=1700000000123",
+            "/s?_=1&cid=&multiple=true&command=status&key=ab-cd_9.z",
+            "/s?key=ab%2Dcd%5F9%2Ez&command=status",
+            "/s?key=ab-cd_9.z&command=%73tatus",
+            "/s?key=ab-cd_9.z&command=STATUS",
+            "/any/path/at/all?key=ab-cd_9.z&command=Status",
+        ] {
+            assert_eq!(get(&registry, uri).await, expected, "{uri}");
+        }
+        drop(upload);
+    }
+
+    /// A store that is down: every call fails, with an error that names an internal host.
+    #[derive(Debug)]
+    struct DownStore;
+
+    fn down<'a, T: Send + 'a>() -> StoreFuture<'a, Result<T, StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::new(
+            "connection refused: redis://10.0.0.7:6379",
+        ))))
+    }
+
+    impl ProgressStore for DownStore {
+        fn claim<'a>(&'a self, _: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>> {
+            Box::pin(async { down::<()>().await.map_err(ClaimError::from) })
+        }
+        fn save<'a>(&'a self, _: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
+            down()
+        }
+        fn remove<'a>(&'a self, _: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
+            down()
+        }
+        fn load<'a>(
+            &'a self,
+            _: &'a UploadKey,
+        ) -> StoreFuture<'a, Result<Option<UploadInfo>, StoreError>> {
+            down()
+        }
+        fn put_file_size<'a>(
+            &'a self,
+            _: &'a UploadKey,
+            _: u64,
+        ) -> StoreFuture<'a, Result<(), StoreError>> {
+            down()
+        }
+        fn take_file_size<'a>(
+            &'a self,
+            _: &'a UploadKey,
+        ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+            down()
+        }
+        fn retention(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_gets_503_without_its_details() {
+        let registry = UploadRegistry::with_store(DownStore);
+        for command in ["status", "cancel", "fileSize"] {
+            let uri = format!("/s?key=k&command={command}");
+            let (status, body) = get(&registry, &uri).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{command}");
+            assert_eq!(body["error"], "store_unavailable", "{command}");
+            let message = body["message"].as_str().unwrap();
+            assert!(!message.contains("10.0.0.7"), "{message}");
+        }
+        // Bad requests are still told what is wrong: they never reach the store.
+        let (status, body) = get(&registry, "/s?key=k").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "missing_command");
+    }
+
+    #[tokio::test]
+    async fn any_request_body_type_is_accepted_and_never_read() {
+        let registry = UploadRegistry::new();
+        let service = UploadStatusService::new(registry.clone());
+        let uri = "/s?key=nobody&command=status";
+
+        let response = service
+            .clone()
+            .oneshot(Request::get(uri).body(String::from("ignored")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(read(response).await, (StatusCode::OK, no_such_file()));
+
+        let response = service
+            .clone()
+            .oneshot(Request::post(uri).body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(read(response).await, (StatusCode::OK, no_such_file()));
+
+        // A body that is neither `Send` nor a `http_body::Body`: the future does not hold it.
+        // (`poll_ready` is always ready, so `call` may come first.)
+        let future = service
+            .clone()
+            .call(Request::get(uri).body(Rc::new(())).unwrap());
+        let response = tokio::spawn(future).await.unwrap().unwrap();
+        assert_eq!(read(response).await, (StatusCode::OK, no_such_file()));
+    }
+
+    #[test]
+    fn futures_and_services_fit_every_server() {
+        fn send_sync_static<T: Send + Sync + 'static>() {}
+        fn send_static<T: Send + 'static>() {}
+        send_sync_static::<UploadStatusService>();
+        send_static::<ResponseFuture>();
+        send_static::<<UploadStatusService as Service<Request<Rc<()>>>>::Future>();
+    }
+
+    #[tokio::test]
+    async fn mounts_on_an_axum_router() {
+        let registry = UploadRegistry::new();
+        let upload = begin(&registry, "ax").await;
+        upload.add_bytes(1);
+        let app = axum::Router::new()
+            .route_service("/upload/status", UploadStatusService::new(registry.clone()));
+        let request = Request::get("/upload/status?key=ax&command=status&_=9")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body, status_json(0, -1, 1, 1, ""));
+        drop(upload);
+    }
+
+    #[tokio::test]
+    async fn ready_futures_answer_once_and_debug_print() {
+        let mut service = UploadStatusService::new(UploadRegistry::new());
+        assert!(format!("{service:?}").starts_with("UploadStatusService"));
+        let future = service.call(Request::put("/s").body(()).unwrap());
+        assert!(format!("{future:?}").contains("405"), "{future:?}");
+        let future = service.call(Request::get("/s?key=k&command=status").body(()).unwrap());
+        assert!(
+            format!("{future:?}").contains("asking_registry"),
+            "{future:?}"
+        );
+        assert_eq!(future.await.unwrap().status(), StatusCode::OK);
+    }
+}
