@@ -1,0 +1,227 @@
+//! [`UploadLayer`]: configuration and the tower `Layer`.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tower_layer::Layer;
+use tower_upload_state::UploadRegistry;
+
+use crate::config::{Config, MimeFilter, OverwritePolicy};
+use crate::file::{blocking, sweep_orphans};
+use crate::Upload;
+
+/// The upload module as a tower [`Layer`]: wraps a service in [`Upload`].
+///
+/// Cloning is cheap (the configuration is behind an `Arc`); every clone shares the
+/// concurrency limit.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_upload_layer::{OverwritePolicy, UploadLayer};
+/// use tower_upload_state::UploadRegistry;
+///
+/// let registry = UploadRegistry::new();
+/// let layer = UploadLayer::new(registry.clone())
+///     .upload_path("/files/upload")
+///     .upload_dir(std::env::temp_dir().join("my-app-uploads"))
+///     .max_file_size(Some(100 * 1024 * 1024))
+///     .allowed_mime_types("image/*|application/pdf")
+///     .overwrite(OverwritePolicy::UniqueSuffix)
+///     .idle_timeout(Some(Duration::from_secs(60)));
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+pub struct UploadLayer {
+    config: Arc<Config>,
+}
+
+impl UploadLayer {
+    /// A layer with the defaults, recording uploads in `registry` (give a clone of it to the
+    /// status service).
+    ///
+    /// | setting | default |
+    /// |---|---|
+    /// | [`upload_path`](Self::upload_path) | `/upload` |
+    /// | [`upload_dir`](Self::upload_dir) | `tower-upload` in the system temp folder |
+    /// | [`temp_dir`](Self::temp_dir) | `.tower-upload-tmp` inside the upload folder |
+    /// | [`max_file_size`](Self::max_file_size) | 4 MiB |
+    /// | [`max_request_size`](Self::max_request_size) | derived from the other limits |
+    /// | [`max_files_per_request`](Self::max_files_per_request) | 32 |
+    /// | [`max_concurrent_uploads`](Self::max_concurrent_uploads) | 256 |
+    /// | [`max_part_header_size`](Self::max_part_header_size) | 16 KiB |
+    /// | [`max_fields`](Self::max_fields) / [`max_field_size`](Self::max_field_size) | 64 / 64 KiB |
+    /// | [`allowed_mime_types`](Self::allowed_mime_types) | `*` |
+    /// | [`buffer_size`](Self::buffer_size) | 256 KiB |
+    /// | [`idle_timeout`](Self::idle_timeout) | 30 s |
+    /// | [`overwrite`](Self::overwrite) | [`OverwritePolicy::UniqueSuffix`] |
+    #[must_use]
+    pub fn new(registry: UploadRegistry) -> Self {
+        Self {
+            config: Arc::new(Config::new(registry)),
+        }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The registry uploads are recorded in.
+    #[must_use]
+    pub fn registry(&self) -> &UploadRegistry {
+        &self.config.registry
+    }
+
+    /// The URL path whose `POST`s are uploads (igUpload's `uploadUrl`). Compared exactly with
+    /// the request's path; the widget appends `?key=...` to it, so give a plain path.
+    ///
+    /// # Panics
+    ///
+    /// If `path` does not start with `/` or contains a `?`.
+    #[must_use]
+    pub fn upload_path(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        assert!(
+            path.starts_with('/') && !path.contains('?'),
+            "the upload path must be a plain absolute path such as /upload, got {path:?}"
+        );
+        self.config().upload_path = path;
+        self
+    }
+
+    /// Where finished files are stored (igUpload's `fileUploadPath`). Created on the first
+    /// upload if missing.
+    #[must_use]
+    pub fn upload_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config().upload_dir = dir.into();
+        self
+    }
+
+    /// Where files are written while they stream in. Must be on the same file system as the
+    /// upload folder, so that the final move is an atomic rename.
+    #[must_use]
+    pub fn temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config().temp_dir = Some(dir.into());
+        self
+    }
+
+    /// The largest file accepted (igUpload's `maxFileSizeLimit`); `None` for no limit. A larger
+    /// file is stopped at the limit: 413, status 5, error 2, nothing kept.
+    #[must_use]
+    pub fn max_file_size(mut self, limit: Option<u64>) -> Self {
+        self.config().max_file_size = limit;
+        self
+    }
+
+    /// The largest request body; `None` (the default) derives the bound from the file, field
+    /// and header limits.
+    #[must_use]
+    pub fn max_request_size(mut self, limit: Option<u64>) -> Self {
+        self.config().max_request_size = limit;
+        self
+    }
+
+    /// The most files (keys) one request may carry.
+    #[must_use]
+    pub fn max_files_per_request(mut self, max: usize) -> Self {
+        self.config().max_files_per_request = max.max(1);
+        self
+    }
+
+    /// The most upload requests streaming at once; beyond it, 503.
+    #[must_use]
+    pub fn max_concurrent_uploads(mut self, max: usize) -> Self {
+        let config = self.config();
+        config.max_concurrent_uploads = max;
+        config.limiter = Arc::new(Semaphore::new(max));
+        self
+    }
+
+    /// The most bytes of one part's headers (also bounds the preamble before the first
+    /// part); beyond it, 431.
+    #[must_use]
+    pub fn max_part_header_size(mut self, max: usize) -> Self {
+        self.config().max_part_header_size = max;
+        self
+    }
+
+    /// The most non-file form fields per request.
+    #[must_use]
+    pub fn max_fields(mut self, max: usize) -> Self {
+        self.config().max_fields = max;
+        self
+    }
+
+    /// The most bytes of one non-file form field.
+    #[must_use]
+    pub fn max_field_size(mut self, max: usize) -> Self {
+        self.config().max_field_size = max;
+        self
+    }
+
+    /// The MIME types a file part may declare, in igUpload's `allowedMIMEType` form: `*`, or
+    /// `image/png|image/jpeg` (`image/*` allows a whole family). Others are refused with 415,
+    /// status 6, error 1.
+    #[must_use]
+    pub fn allowed_mime_types(mut self, types: impl AsRef<str>) -> Self {
+        let filter: MimeFilter = types.as_ref().parse().unwrap_or_default();
+        self.config().allowed_mime_types = filter;
+        self
+    }
+
+    /// How many bytes are gathered before a write (igUpload's `bufferSize`). Each upload holds
+    /// at most about twice this in memory.
+    ///
+    /// # Panics
+    ///
+    /// If `bytes` is 0.
+    #[must_use]
+    pub fn buffer_size(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "buffer_size must be at least 1 byte");
+        self.config().buffer_size = bytes;
+        self
+    }
+
+    /// How long a request body may send nothing before the upload is cut off (408, status 6);
+    /// `None` to wait forever.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config().idle_timeout = timeout;
+        self
+    }
+
+    /// What happens when the final name is taken.
+    #[must_use]
+    pub fn overwrite(mut self, policy: OverwritePolicy) -> Self {
+        self.config().overwrite = policy;
+        self
+    }
+
+    /// Deletes temp files that a crash or kill left in the temp folder, older than the
+    /// registry's retention. Runs by itself once, on the first upload; call it at start-up to
+    /// run it sooner. Returns how many files were deleted.
+    ///
+    /// # Errors
+    ///
+    /// The temp folder cannot be read (a missing folder is not an error).
+    pub async fn sweep_orphans(&self) -> io::Result<usize> {
+        self.config
+            .swept
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.config.temp_dir();
+        let min_age = self.config.registry.retention();
+        blocking(move || sweep_orphans(&dir, min_age)).await
+    }
+}
+
+impl<S> Layer<S> for UploadLayer {
+    type Service = Upload<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Upload::from_config(inner, Arc::clone(&self.config))
+    }
+}

@@ -1,0 +1,343 @@
+//! The request body as the byte stream multer reads, with the limits multer lacks.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::BoxError;
+
+/// Counters the stream and the upload loop share (both run in the same task; atomics only
+/// because the future must be `Send`).
+#[derive(Debug, Default)]
+pub(crate) struct Gauge {
+    /// Bytes pulled from the body so far.
+    pulled: AtomicU64,
+    /// While multer reads part headers: the `pulled` value past which they are too large.
+    header_limit_at: AtomicU64,
+}
+
+impl Gauge {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            pulled: AtomicU64::new(0),
+            header_limit_at: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    /// From now on, at most `limit` more bytes may be pulled until [`Self::end_headers`].
+    pub(crate) fn begin_headers(&self, limit: usize) {
+        let at = self
+            .pulled
+            .load(Ordering::Relaxed)
+            .saturating_add(limit as u64);
+        self.header_limit_at.store(at, Ordering::Relaxed);
+    }
+
+    pub(crate) fn end_headers(&self) {
+        self.header_limit_at.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pulled(&self) -> u64 {
+        self.pulled.load(Ordering::Relaxed)
+    }
+}
+
+/// Why the body stream stopped early. It travels through multer as a boxed error and is
+/// downcast on the other side.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The body failed: in practice the client disconnected.
+    Read(BoxError),
+    /// The body was silent for longer than the idle timeout.
+    Idle(Duration),
+    /// The body is larger than the request limit.
+    TooLarge(u64),
+    /// Part headers (or the preamble) went on past the limit without ending.
+    HeadersTooLarge(usize),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(error) => write!(f, "reading the request body failed: {error}"),
+            Self::Idle(after) => write!(f, "no data received for {} s", after.as_secs()),
+            Self::TooLarge(limit) => write!(f, "the request is larger than {limit} bytes"),
+            Self::HeadersTooLarge(limit) => {
+                write!(f, "the part headers are larger than {limit} bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+pin_project! {
+    /// Adapts a request body to multer's input stream.
+    ///
+    /// - **Bounded buffering.** multer pulls from its input until it sees `Pending`, so an
+    ///   always-ready body (an in-memory one, or a fast client on a full socket buffer) would
+    ///   be copied whole into its buffer. After each chunk this stream answers `Pending` once
+    ///   (waking itself at once), so multer holds at most one chunk more than it hands out.
+    /// - **Idle timeout**, checked lazily: the timer is re-armed only when it fires, from the
+    ///   time of the last chunk, so a busy upload costs one `Instant::now()` per chunk.
+    /// - **Request and part-header limits**, counted as bytes are pulled.
+    pub(crate) struct BodyStream<B> {
+        #[pin]
+        body: B,
+        gauge: Arc<Gauge>,
+        limit: Option<u64>,
+        idle: Option<Idle>,
+        yielded: bool,
+        header_limit: usize,
+    }
+}
+
+struct Idle {
+    timeout: Duration,
+    last_activity: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<B> BodyStream<B> {
+    pub(crate) fn new(
+        body: B,
+        gauge: Arc<Gauge>,
+        limit: Option<u64>,
+        idle_timeout: Option<Duration>,
+        header_limit: usize,
+    ) -> Self {
+        let idle = idle_timeout.map(|timeout| Idle {
+            timeout,
+            last_activity: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(timeout)),
+        });
+        Self {
+            body,
+            gauge,
+            limit,
+            idle,
+            yielded: false,
+            header_limit,
+        }
+    }
+}
+
+impl Idle {
+    /// Whether the body has been silent for the whole timeout; re-arms the timer otherwise.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = self.last_activity + self.timeout;
+            if Instant::now() >= deadline {
+                return true;
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+impl<B> Stream for BodyStream<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        if *this.yielded {
+            *this.yielded = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        loop {
+            let frame = match this.body.as_mut().poll_frame(cx) {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    if let Some(idle) = this.idle.as_mut() {
+                        if idle.expired(cx) {
+                            return Poll::Ready(Some(Err(BodyError::Idle(idle.timeout))));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            };
+            let data = match frame {
+                None => return Poll::Ready(None),
+                Some(Err(error)) => return Poll::Ready(Some(Err(BodyError::Read(error.into())))),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => data,
+                    // Trailers and empty frames carry nothing for us.
+                    _ => continue,
+                },
+            };
+            let pulled = this
+                .gauge
+                .pulled
+                .fetch_add(data.len() as u64, Ordering::Relaxed)
+                + data.len() as u64;
+            if let Some(limit) = *this.limit {
+                if pulled > limit {
+                    return Poll::Ready(Some(Err(BodyError::TooLarge(limit))));
+                }
+            }
+            if pulled > this.gauge.header_limit_at.load(Ordering::Relaxed) {
+                return Poll::Ready(Some(Err(BodyError::HeadersTooLarge(*this.header_limit))));
+            }
+            if let Some(idle) = this.idle.as_mut() {
+                idle.last_activity = Instant::now();
+            }
+            *this.yielded = true;
+            return Poll::Ready(Some(Ok(data)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use http_body_util::StreamBody;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Body<Data = Bytes, Error = BoxError> {
+        let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = parts
+            .iter()
+            .map(|part| Ok(http_body::Frame::data(Bytes::from_static(part))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn yields_pending_after_every_chunk_so_buffers_stay_bounded() {
+        let stream = BodyStream::new(chunks(&[b"ab", b"cd", b"ef"]), Gauge::new(), None, None, 10);
+        let mut stream = std::pin::pin!(stream);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut seen = Vec::new();
+        let mut pendings = 0;
+        loop {
+            match stream.as_mut().poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(data))) => seen.push(data),
+                Poll::Ready(None) => break,
+                Poll::Ready(Some(Err(error))) => panic!("{error}"),
+                Poll::Pending => pendings += 1,
+            }
+        }
+        assert_eq!(seen, ["ab", "cd", "ef"]);
+        assert_eq!(pendings, 3, "one Pending after each chunk");
+    }
+
+    #[tokio::test]
+    async fn enforces_the_request_limit() {
+        let gauge = Gauge::new();
+        let stream = BodyStream::new(
+            chunks(&[b"1234", b"5678"]),
+            gauge.clone(),
+            Some(6),
+            None,
+            10,
+        );
+        let items: Vec<_> = stream.collect().await;
+        assert!(items[0].is_ok());
+        assert!(matches!(items[1], Err(BodyError::TooLarge(6))));
+        assert_eq!(gauge.pulled(), 8);
+    }
+
+    #[tokio::test]
+    async fn enforces_the_header_limit_only_while_armed() {
+        let gauge = Gauge::new();
+        let stream = BodyStream::new(
+            chunks(&[b"12345", b"67890", b"abcde"]),
+            gauge.clone(),
+            None,
+            None,
+            7,
+        );
+        let mut stream = std::pin::pin!(stream);
+        assert!(stream.next().await.unwrap().is_ok());
+        gauge.begin_headers(7);
+        assert!(stream.next().await.unwrap().is_ok());
+        assert!(matches!(
+            stream.next().await.unwrap(),
+            Err(BodyError::HeadersTooLarge(7))
+        ));
+        gauge.end_headers();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_fires_on_a_silent_body() {
+        let (mut sender, body) = channel_body();
+        let stream = BodyStream::new(body, Gauge::new(), None, Some(Duration::from_secs(5)), 10);
+        let mut stream = std::pin::pin!(stream);
+        sender.send(Bytes::from_static(b"x")).await;
+        assert!(stream.next().await.unwrap().is_ok());
+        let started = Instant::now();
+        let item = stream.next().await.unwrap();
+        assert!(matches!(item, Err(BodyError::Idle(_))), "{item:?}");
+        assert!(started.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn steady_data_keeps_the_idle_timer_away() {
+        let (mut sender, body) = channel_body();
+        let stream = BodyStream::new(body, Gauge::new(), None, Some(Duration::from_secs(5)), 10);
+        let feeder = tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                sender.send(Bytes::from_static(b"tick")).await;
+            }
+        });
+        let items: Vec<_> = stream.collect().await;
+        feeder.await.unwrap();
+        assert_eq!(items.len(), 10);
+        assert!(items.iter().all(Result::is_ok));
+    }
+
+    #[tokio::test]
+    async fn body_errors_and_trailers() {
+        let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = vec![
+            Ok(http_body::Frame::data(Bytes::from_static(b"a"))),
+            Ok(http_body::Frame::trailers(http::HeaderMap::new())),
+            Err("connection reset".into()),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let items: Vec<_> = BodyStream::new(body, Gauge::new(), None, None, 10)
+            .collect()
+            .await;
+        assert_eq!(items.len(), 2);
+        assert!(
+            matches!(&items[1], Err(BodyError::Read(e)) if e.to_string() == "connection reset")
+        );
+    }
+
+    struct Sender(tokio::sync::mpsc::Sender<Bytes>);
+
+    impl Sender {
+        async fn send(&mut self, data: Bytes) {
+            self.0.send(data).await.unwrap();
+        }
+    }
+
+    fn channel_body() -> (Sender, impl Body<Data = Bytes, Error = BoxError>) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|data| (Ok::<_, BoxError>(http_body::Frame::data(data)), rx))
+        });
+        (Sender(tx), StreamBody::new(stream))
+    }
+}
