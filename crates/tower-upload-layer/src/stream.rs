@@ -22,7 +22,8 @@ use crate::BoxError;
 pub(crate) struct Gauge {
     /// Bytes pulled from the body so far.
     pulled: AtomicU64,
-    /// While multer reads part headers: the `pulled` value past which they are too large.
+    /// While multer reads part headers: once this many bytes were pulled, asking for more
+    /// means the headers are too large.
     header_limit_at: AtomicU64,
 }
 
@@ -184,17 +185,19 @@ where
                     _ => continue,
                 },
             };
-            let pulled = this
+            let before = this
                 .gauge
                 .pulled
-                .fetch_add(data.len() as u64, Ordering::Relaxed)
-                + data.len() as u64;
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
             if let Some(limit) = *this.limit {
-                if pulled > limit {
+                if before + data.len() as u64 > limit {
                     return Poll::Ready(Some(Err(BodyError::TooLarge(limit))));
                 }
             }
-            if pulled > this.gauge.header_limit_at.load(Ordering::Relaxed) {
+            // Headers that still have not ended once their budget is spent are too large. A
+            // read that starts within the budget is fine whatever its size: one socket read
+            // can hold the rest of the headers and much of the part's data.
+            if before >= this.gauge.header_limit_at.load(Ordering::Relaxed) {
                 return Poll::Ready(Some(Err(BodyError::HeadersTooLarge(*this.header_limit))));
             }
             if let Some(idle) = this.idle.as_mut() {
@@ -264,15 +267,17 @@ mod tests {
             gauge.clone(),
             None,
             None,
-            7,
+            3,
         );
         let mut stream = std::pin::pin!(stream);
         assert!(stream.next().await.unwrap().is_ok());
-        gauge.begin_headers(7);
+        gauge.begin_headers(3);
+        // A read that starts within the budget passes whatever its size...
         assert!(stream.next().await.unwrap().is_ok());
+        // ...asking for more once it is spent does not.
         assert!(matches!(
             stream.next().await.unwrap(),
-            Err(BodyError::HeadersTooLarge(7))
+            Err(BodyError::HeadersTooLarge(3))
         ));
         gauge.end_headers();
     }

@@ -1,0 +1,470 @@
+//! Shared helpers for the integration tests: a real server on 127.0.0.1:0, a raw HTTP/1.1
+//! client with full control over when body bytes are sent (or not), and multipart bodies.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::Router;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower_upload_layer::UploadLayer;
+use tower_upload_state::UploadRegistry;
+use tower_upload_status::UploadStatusService;
+
+/// A running server: the app is an axum router with `/status` (the status service), `/`
+/// and an echo route, wrapped in the upload layer.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub registry: UploadRegistry,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server whose layer is `configure(default layer)`; the default layer stores
+    /// into `self.uploads()` with a small write batch, so progress shows early.
+    pub async fn start(configure: impl FnOnce(UploadLayer) -> UploadLayer) -> Self {
+        Self::start_with_registry(UploadRegistry::new(), configure).await
+    }
+
+    pub async fn start_with_registry(
+        registry: UploadRegistry,
+        configure: impl FnOnce(UploadLayer) -> UploadLayer,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let layer = configure(
+            UploadLayer::new(registry.clone())
+                .upload_dir(dir.path().join("uploads"))
+                .buffer_size(16 * 1024),
+        );
+        let app = Router::new()
+            .route("/", axum::routing::get(|| async { "home" }))
+            .route_service("/status", UploadStatusService::new(registry.clone()))
+            .fallback(echo)
+            .layer(layer);
+        Self::serve(app, registry, dir).await
+    }
+
+    pub async fn serve(app: Router, registry: UploadRegistry, dir: tempfile::TempDir) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server");
+        });
+        Self {
+            addr,
+            registry,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn uploads(&self) -> PathBuf {
+        self.dir.path().join("uploads")
+    }
+
+    pub fn temp(&self) -> PathBuf {
+        self.uploads().join(tower_upload_layer::DEFAULT_TEMP_SUBDIR)
+    }
+
+    /// The files in the upload folder (not the temp folder), sorted.
+    pub fn saved_files(&self) -> Vec<String> {
+        list_files(&self.uploads())
+    }
+
+    /// Waits (bounded) until the temp folder is empty: deletions run on the blocking pool.
+    pub async fn assert_no_temp_files(&self) {
+        let temp = self.temp();
+        eventually("the temp folder is empty", || {
+            let temp = temp.clone();
+            async move { list_files(&temp).is_empty() }
+        })
+        .await;
+    }
+
+    pub async fn post_upload(&self, query: &str, body: &MultipartBody) -> HttpResponse {
+        send(
+            self.addr,
+            "POST",
+            &format!("/upload?{query}"),
+            &body.headers(),
+            &body.bytes,
+        )
+        .await
+    }
+
+    pub async fn status(&self, key: &str) -> serde_json::Value {
+        self.command(key, "status").await
+    }
+
+    pub async fn command(&self, key: &str, command: &str) -> serde_json::Value {
+        let response = send(
+            self.addr,
+            "GET",
+            &format!("/status?key={key}&command={command}"),
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(response.status, 200, "{response:?}");
+        response.json()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// Echoes the request: method, path, content-type and the SHA-256 of the body, plus the body.
+async fn echo(request: axum::extract::Request) -> axum::response::Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    axum::response::Response::builder()
+        .header("x-echo-method", parts.method.as_str())
+        .header("x-echo-path", parts.uri.to_string())
+        .header(
+            "x-echo-content-type",
+            parts
+                .headers
+                .get("content-type")
+                .cloned()
+                .unwrap_or_else(|| http::HeaderValue::from_static("")),
+        )
+        .header("x-echo-sha256", hex(&Sha256::digest(&bytes)))
+        .body(axum::body::Body::from(bytes))
+        .unwrap()
+}
+
+pub fn list_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so content checks catch reordering.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Polls `check` every 10 ms for up to 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub const BOUNDARY: &str = "----towerUploadTestBoundary7MA4YWxk";
+
+/// A multipart/form-data body built by hand, so tests control every byte.
+#[derive(Clone, Debug, Default)]
+pub struct MultipartBody {
+    pub bytes: Vec<u8>,
+}
+
+impl MultipartBody {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn file(self, filename: &str, content_type: &str, content: &[u8]) -> Self {
+        self.file_field("upload_0__frm_if", filename, content_type, content)
+    }
+
+    pub fn file_field(
+        mut self,
+        name: &str,
+        filename: &str,
+        content_type: &str,
+        content: &[u8],
+    ) -> Self {
+        self.bytes.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        self.bytes.extend_from_slice(content);
+        self.bytes.extend_from_slice(b"\r\n");
+        self
+    }
+
+    pub fn field(mut self, name: &str, value: &str) -> Self {
+        self.bytes.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+        self
+    }
+
+    pub fn raw(mut self, bytes: &[u8]) -> Self {
+        self.bytes.extend_from_slice(bytes);
+        self
+    }
+
+    pub fn finish(mut self) -> Self {
+        self.bytes
+            .extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        self
+    }
+
+    pub fn content_type() -> String {
+        format!("multipart/form-data; boundary={BOUNDARY}")
+    }
+
+    pub fn headers(&self) -> Vec<(String, String)> {
+        vec![("content-type".to_owned(), Self::content_type())]
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "not JSON ({error}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Sends one request with a Content-Length body on a fresh connection and reads the answer.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut request =
+        StreamingRequest::open(addr, method, target, headers, Some(body.len() as u64)).await;
+    request.write(body).await;
+    request.response().await
+}
+
+/// A request whose head is sent and whose body the test writes piece by piece.
+pub struct StreamingRequest {
+    stream: TcpStream,
+    chunked: bool,
+}
+
+impl StreamingRequest {
+    /// Sends the request head; `length: None` means `Transfer-Encoding: chunked`.
+    pub async fn open(
+        addr: SocketAddr,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        length: Option<u64>,
+    ) -> Self {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        let mut head =
+            format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        match length {
+            Some(length) => head.push_str(&format!("Content-Length: {length}\r\n")),
+            None => head.push_str("Transfer-Encoding: chunked\r\n"),
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        Self {
+            stream,
+            chunked: length.is_none(),
+        }
+    }
+
+    /// Writes body bytes; a failure (the server already answered and closed) is ignored.
+    pub async fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let result = if self.chunked {
+            let mut framed = format!("{:x}\r\n", bytes.len()).into_bytes();
+            framed.extend_from_slice(bytes);
+            framed.extend_from_slice(b"\r\n");
+            self.stream.write_all(&framed).await
+        } else {
+            self.stream.write_all(bytes).await
+        };
+        let _ = result;
+        let _ = self.stream.flush().await;
+    }
+
+    /// Ends a chunked body.
+    pub async fn end(&mut self) {
+        if self.chunked {
+            let _ = self.stream.write_all(b"0\r\n\r\n").await;
+        }
+    }
+
+    /// Reads the whole answer (the server closes the connection after it).
+    pub async fn response(mut self) -> HttpResponse {
+        self.end().await;
+        read_response(&mut self.stream).await
+    }
+
+    /// Reads the answer without sending the rest of the body.
+    pub async fn response_now(mut self) -> HttpResponse {
+        read_response(&mut self.stream).await
+    }
+
+    /// Drops the connection mid-request, as a browser's `xhr.abort()` does.
+    pub fn disconnect(self) {
+        drop(self.stream);
+    }
+}
+
+async fn read_response(stream: &mut TcpStream) -> HttpResponse {
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+            if let Some(response) = parse_response(&raw) {
+                return Some(response);
+            }
+        }
+        parse_response(&raw)
+    })
+    .await;
+    match read {
+        Ok(Some(response)) => response,
+        Ok(None) => panic!(
+            "no complete HTTP answer: {:?}",
+            String::from_utf8_lossy(&raw)
+        ),
+        Err(_) => panic!(
+            "timed out reading the answer: {:?}",
+            String::from_utf8_lossy(&raw)
+        ),
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let length: Option<usize> = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok());
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        let length = length.unwrap_or(0);
+        if rest.len() < length {
+            return None;
+        }
+        rest[..length].to_vec()
+    };
+    Some(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).ok()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        if raw.len() < size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+/// A 30-character key like the widget's.
+pub fn widget_key(seed: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    pattern(30, seed)
+        .into_iter()
+        .map(|b| ALPHABET[b as usize % ALPHABET.len()] as char)
+        .collect()
+}
