@@ -36,6 +36,15 @@ impl TestServer {
         registry: UploadRegistry,
         configure: impl FnOnce(UploadLayer) -> UploadLayer,
     ) -> Self {
+        Self::start_custom(registry, configure, |status| status).await
+    }
+
+    /// Like [`Self::start`], configuring the status service too.
+    pub async fn start_custom(
+        registry: UploadRegistry,
+        configure: impl FnOnce(UploadLayer) -> UploadLayer,
+        configure_status: impl FnOnce(UploadStatusService) -> UploadStatusService,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let layer = configure(
             UploadLayer::new(registry.clone())
@@ -44,7 +53,10 @@ impl TestServer {
         );
         let app = Router::new()
             .route("/", axum::routing::get(|| async { "home" }))
-            .route_service("/status", UploadStatusService::new(registry.clone()))
+            .route_service(
+                "/status",
+                configure_status(UploadStatusService::new(registry.clone())),
+            )
             .fallback(echo)
             .layer(layer);
         Self::serve(app, registry, dir).await
@@ -103,6 +115,28 @@ impl TestServer {
             &body.bytes,
         )
         .await
+    }
+
+    pub async fn status_as(&self, key: &str, headers: &[(String, String)]) -> serde_json::Value {
+        self.command_as(key, "status", headers).await
+    }
+
+    pub async fn command_as(
+        &self,
+        key: &str,
+        command: &str,
+        headers: &[(String, String)],
+    ) -> serde_json::Value {
+        let response = send(
+            self.addr,
+            "GET",
+            &format!("/status?key={key}&command={command}"),
+            headers,
+            b"",
+        )
+        .await;
+        assert_eq!(response.status, 200, "{response:?}");
+        response.json()
     }
 
     pub async fn status(&self, key: &str) -> serde_json::Value {

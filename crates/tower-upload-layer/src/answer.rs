@@ -104,7 +104,6 @@ pub fn http_status(status: UploadStatus, error: FileError) -> StatusCode {
         UploadStatus::ErrorUploading => match error {
             FileError::EstablishingFileName | FileError::HeaderParsing => StatusCode::BAD_REQUEST,
             FileError::MimeTypeValidation => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            FileError::FileSaving => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
         _ => StatusCode::OK,
@@ -234,7 +233,7 @@ mod tests {
             (S::ErrorUploading, E::MimeTypeValidation, 415),
             (S::ErrorUploading, E::FileWriting, 500),
             (S::ErrorUploading, E::UploadFolderNotFound, 500),
-            (S::ErrorUploading, E::FileSaving, 409),
+            (S::ErrorUploading, E::FileSaving, 500),
             (S::CanceledByClientCommand, E::None, 409),
             (S::Finished, E::None, 200),
         ];

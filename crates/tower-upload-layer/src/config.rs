@@ -9,6 +9,12 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower_upload_state::UploadRegistry;
 
+use crate::events::Events;
+use crate::sink::UploadSink;
+
+/// Maps a request to the owner its uploads are bound to.
+pub(crate) type OwnerFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
+
 /// The default URL path the layer intercepts.
 pub const DEFAULT_UPLOAD_PATH: &str = "/upload";
 /// The default largest file: 4 MiB, as igUpload's `maxFileSizeLimit`.
@@ -148,6 +154,9 @@ pub(crate) struct Config {
     pub(crate) buffer_size: usize,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) overwrite: OverwritePolicy,
+    pub(crate) events: Option<Arc<Events>>,
+    pub(crate) sink: UploadSink,
+    pub(crate) owner: Option<OwnerFn>,
     /// Shared by every clone of the layer and its services.
     pub(crate) limiter: Arc<Semaphore>,
     /// Set once the orphan sweep has run for this configuration.
@@ -172,6 +181,9 @@ impl Config {
             buffer_size: DEFAULT_BUFFER_SIZE,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             overwrite: OverwritePolicy::default(),
+            events: None,
+            sink: UploadSink::Disk,
+            owner: None,
             limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_UPLOADS)),
             swept: Arc::new(AtomicBool::new(false)),
         }
@@ -222,6 +234,9 @@ impl fmt::Debug for Config {
             .field("buffer_size", &self.buffer_size)
             .field("idle_timeout", &self.idle_timeout)
             .field("overwrite", &self.overwrite)
+            .field("events", &self.events)
+            .field("sink", &self.sink)
+            .field("owner", &self.owner.as_ref().map(|_| ".."))
             .finish_non_exhaustive()
     }
 }

@@ -9,8 +9,15 @@ use tokio::sync::Semaphore;
 use tower_layer::Layer;
 use tower_upload_state::UploadRegistry;
 
+use std::future::Future;
+
 use crate::config::{Config, MimeFilter, OverwritePolicy};
+use crate::events::{
+    EventError, Events, FileChunk, FinishOptions, StartOptions, UploadFinished, UploadFinishing,
+    UploadStarting,
+};
 use crate::file::{blocking, sweep_orphans};
+use crate::sink::UploadSink;
 use crate::Upload;
 
 /// The upload module as a tower [`Layer`]: wraps a service in [`Upload`].
@@ -198,6 +205,191 @@ impl UploadLayer {
     #[must_use]
     pub fn overwrite(mut self, policy: OverwritePolicy) -> Self {
         self.config().overwrite = policy;
+        self
+    }
+
+    fn events(&mut self) -> &mut Events {
+        Arc::make_mut(self.config().events.get_or_insert_with(Default::default))
+    }
+
+    /// Registers an `upload_starting` handler: it runs after a file part's headers, before
+    /// the first byte is written. It sees the key, `cid`, file name, declared type and size,
+    /// the request headers and the form fields before the part; it may choose the final name
+    /// and folder and set the user's message ([`StartOptions`]), or refuse the upload with
+    /// [`EventError::veto`] (status 7, error 10, HTTP 403, the body not read further).
+    ///
+    /// # Example
+    ///
+    /// Server-side validation: refuse by extension and by declared size, with a message.
+    ///
+    /// ```
+    /// use tower_upload_layer::{EventError, StartOptions, UploadLayer, UploadStarting};
+    /// use tower_upload_state::UploadRegistry;
+    ///
+    /// let layer = UploadLayer::new(UploadRegistry::new()).on_upload_starting(
+    ///     |event: UploadStarting| async move {
+    ///         if !event.file_name.to_ascii_lowercase().ends_with(".pdf") {
+    ///             return Err(EventError::veto("only PDF files are accepted"));
+    ///         }
+    ///         if event.declared_size.is_some_and(|size| size > 10 << 20) {
+    ///             return Err(EventError::veto("PDF files must be under 10 MiB"));
+    ///         }
+    ///         Ok(StartOptions::new().server_message("PDF received"))
+    ///     },
+    /// );
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn on_upload_starting<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(UploadStarting) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<StartOptions, EventError>> + Send + 'static,
+    {
+        self.events().on_starting(None, handler);
+        self
+    }
+
+    /// Like [`on_upload_starting`](Self::on_upload_starting), for uploads whose `cid` (the
+    /// widget's control id) is `cid` only.
+    #[must_use]
+    pub fn on_upload_starting_for<F, Fut>(mut self, cid: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(UploadStarting) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<StartOptions, EventError>> + Send + 'static,
+    {
+        self.events().on_starting(Some(cid.into()), handler);
+        self
+    }
+
+    /// Registers a `file_uploading` handler, called with every chunk as it arrives (before it
+    /// is written). An error fails the upload (a veto: status 7; anything else: status 6).
+    #[must_use]
+    pub fn on_file_uploading<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(FileChunk) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), EventError>> + Send + 'static,
+    {
+        self.events().on_uploading(None, handler);
+        self
+    }
+
+    /// Like [`on_file_uploading`](Self::on_file_uploading), for one `cid` only.
+    #[must_use]
+    pub fn on_file_uploading_for<F, Fut>(mut self, cid: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(FileChunk) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), EventError>> + Send + 'static,
+    {
+        self.events().on_uploading(Some(cid.into()), handler);
+        self
+    }
+
+    /// Registers an `upload_finishing` handler: every byte is in under the temp name (or in
+    /// memory), the file is closed. It may inspect the file, move or delete it (answer
+    /// [`FinishOptions::file_taken`]), set the user's message, or veto (the temp file is
+    /// deleted, status 7, error 10).
+    ///
+    /// # Example
+    ///
+    /// Move accepted files into the application's own storage.
+    ///
+    /// ```
+    /// use tower_upload_layer::{EventError, FinishOptions, UploadFinishing, UploadLayer};
+    /// use tower_upload_state::UploadRegistry;
+    ///
+    /// let archive = std::env::temp_dir().join("my-app-archive");
+    /// let layer = UploadLayer::new(UploadRegistry::new()).on_upload_finishing(
+    ///     move |event: UploadFinishing| {
+    ///         let archive = archive.clone();
+    ///         async move {
+    ///             let temp = event.temp_path.expect("the disk sink has a temp file");
+    ///             tokio::fs::create_dir_all(&archive).await?;
+    ///             tokio::fs::rename(&temp, archive.join(&event.stored_name)).await?;
+    ///             Ok::<_, EventError>(FinishOptions::new().file_taken().server_message("archived"))
+    ///         }
+    ///     },
+    /// );
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn on_upload_finishing<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(UploadFinishing) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<FinishOptions, EventError>> + Send + 'static,
+    {
+        self.events().on_finishing(None, handler);
+        self
+    }
+
+    /// Like [`on_upload_finishing`](Self::on_upload_finishing), for one `cid` only.
+    #[must_use]
+    pub fn on_upload_finishing_for<F, Fut>(mut self, cid: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(UploadFinishing) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<FinishOptions, EventError>> + Send + 'static,
+    {
+        self.events().on_finishing(Some(cid.into()), handler);
+        self
+    }
+
+    /// Registers an `upload_finished` handler: it runs for every upload that ends, stored,
+    /// vetoed, failed, canceled or disconnected, with its final record, once the request is
+    /// done (so it sees every form field). For audits and clean-up; a panic in it is
+    /// contained.
+    #[must_use]
+    pub fn on_upload_finished<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(UploadFinished) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events().on_finished(None, handler);
+        self
+    }
+
+    /// Like [`on_upload_finished`](Self::on_upload_finished), for one `cid` only.
+    #[must_use]
+    pub fn on_upload_finished_for<F, Fut>(mut self, cid: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(UploadFinished) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events().on_finished(Some(cid.into()), handler);
+        self
+    }
+
+    /// Where file bytes go: the disk (default), memory, or a custom [`FileSink`](crate::FileSink).
+    #[must_use]
+    pub fn sink(mut self, sink: UploadSink) -> Self {
+        self.config().sink = sink;
+        self
+    }
+
+    /// Binds every upload to an owner taken from the request (a session cookie, a user id):
+    /// the status service, given the same function, then answers `status` and `cancel` for a
+    /// key only to requests with the same owner. Off by default (the widget knows nothing of
+    /// owners).
+    ///
+    /// ```
+    /// use tower_upload_layer::UploadLayer;
+    /// use tower_upload_state::UploadRegistry;
+    ///
+    /// fn session(parts: &http::request::Parts) -> Option<String> {
+    ///     let cookies = parts.headers.get("cookie")?.to_str().ok()?;
+    ///     cookies
+    ///         .split(';')
+    ///         .find_map(|c| c.trim().strip_prefix("session="))
+    ///         .map(str::to_owned)
+    /// }
+    ///
+    /// let layer = UploadLayer::new(UploadRegistry::new()).owner(session);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn owner<F>(mut self, owner: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.config().owner = Some(Arc::new(owner));
         self
     }
 

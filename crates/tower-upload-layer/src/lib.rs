@@ -114,11 +114,13 @@
 mod answer;
 mod body;
 mod config;
+mod events;
 mod file;
 mod future;
 mod layer;
 mod names;
 mod service;
+mod sink;
 mod stream;
 mod upload;
 
@@ -130,9 +132,14 @@ pub use config::{
     DEFAULT_MAX_FILES_PER_REQUEST, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_PART_HEADER_SIZE,
     DEFAULT_TEMP_SUBDIR, DEFAULT_UPLOAD_PATH,
 };
+pub use events::{
+    EventError, FileChunk, FinishOptions, FormField, StartOptions, UploadFinished, UploadFinishing,
+    UploadStarting,
+};
 pub use future::ResponseFuture;
 pub use layer::UploadLayer;
 pub use service::Upload;
+pub use sink::{FileSink, FileWriter, SinkFile, SinkFuture, UploadSink};
 pub use tower_upload_state::UploadRegistry;
 
 /// The boxed error request bodies' errors are converted into.

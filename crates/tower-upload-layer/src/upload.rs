@@ -16,10 +16,17 @@ use tower_upload_state::{
     UploadStatus,
 };
 
+use tempfile::NamedTempFile;
+
 use crate::answer::{human_size, json, protocol_error, upload_answer, Failure};
 use crate::config::Config;
-use crate::file::{blocking, persist, sweep_orphans, PersistError, TempUpload};
+use crate::events::{
+    confined_folder, EventError, EventErrorKind, Events, FileChunk, FormField, UploadFinished,
+    UploadFinishing, UploadStarting,
+};
+use crate::file::{blocking, discard, persist, sweep_orphans, PersistError, TempUpload};
 use crate::names::sanitize_file_name;
+use crate::sink::{FileWriter, SinkFile, UploadSink};
 use crate::stream::{BodyError, BodyStream, Gauge};
 use crate::BoxError;
 
@@ -32,7 +39,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let query = match UploadQuery::parse(parts.uri.query().unwrap_or("")) {
         Ok(query) => query,
         Err(error) => return protocol_error(StatusCode::BAD_REQUEST, "bad_query", error),
@@ -87,13 +94,19 @@ where
         );
     };
     let declared = content_length(&parts.headers);
-    let cid = query.cid.as_deref();
-    let handles = match register(&config, keys, cid, declared).await {
+    let cid = query.cid.as_deref().map(str::to_owned);
+    let owner = config.owner.as_ref().and_then(|owner| owner(&parts));
+    let handles = match register(&config, keys, cid.as_deref(), owner, declared).await {
         Ok(handles) => handles,
         Err(answer) => return answer,
     };
     sweep_once(&config);
-    Job::new(config, handles)
+    // Only event handlers read the headers: hand them over instead of copying them.
+    let headers = match config.events {
+        Some(_) => Arc::new(std::mem::take(&mut parts.headers)),
+        None => Arc::default(),
+    };
+    Job::new(config, handles, headers, cid)
         .run(body, boundary, declared)
         .await
 }
@@ -151,6 +164,7 @@ async fn register(
     config: &Config,
     keys: Vec<UploadKey>,
     cid: Option<&str>,
+    owner: Option<String>,
     declared: Option<u64>,
 ) -> Result<Vec<UploadHandle>, Response<Bytes>> {
     let single = keys.len() == 1;
@@ -158,6 +172,7 @@ async fn register(
     for key in keys {
         let mut info = UploadInfo::new(key);
         info.cid = cid.map(str::to_owned);
+        info.owner.clone_from(&owner);
         // One file per request: the body's length bounds the file's, and gives the widget a
         // progress bar from the first status answer on.
         info.size = declared.filter(|_| single);
@@ -201,22 +216,123 @@ fn sweep_once(config: &Config) {
 /// One upload request in progress.
 struct Job {
     config: Arc<Config>,
+    /// The handlers, when any are registered.
+    events: Option<Arc<Events>>,
+    /// The request headers, kept for the handlers only.
+    headers: Arc<HeaderMap>,
+    cid: Option<String>,
     /// Keys whose file part has not started, in order.
     pending: VecDeque<UploadHandle>,
     /// The key whose file part is streaming.
     current: Option<UploadHandle>,
-    /// Final records, in key order.
-    done: Vec<UploadInfo>,
-    saved: Vec<PathBuf>,
-    fields: Vec<(String, String)>,
+    /// Final records, in key order, with where each file was stored.
+    done: Vec<(UploadInfo, Option<PathBuf>)>,
+    fields: Vec<FormField>,
+}
+
+/// A file's bytes once all are in.
+enum Received {
+    Disk(NamedTempFile),
+    Memory(Bytes),
+    Custom,
+}
+
+/// Where a file part's bytes are going.
+enum Writer {
+    Disk(TempUpload),
+    Memory(Vec<Bytes>),
+    Custom(CustomWriter),
+}
+
+/// A custom sink's writer; dropped before `finish`, it is aborted.
+struct CustomWriter(Option<Box<dyn FileWriter>>);
+
+impl Drop for CustomWriter {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(writer.abort());
+            }
+        }
+    }
+}
+
+impl Writer {
+    async fn open(config: &Config, file: SinkFile) -> io::Result<Self> {
+        Ok(match &config.sink {
+            UploadSink::Disk => {
+                Self::Disk(TempUpload::create(config.temp_dir(), config.buffer_size).await?)
+            }
+            UploadSink::Memory { .. } => Self::Memory(Vec::new()),
+            UploadSink::Custom(sink) => Self::Custom(CustomWriter(Some(sink.open(&file).await?))),
+        })
+    }
+
+    async fn push(&mut self, chunk: Bytes, progress: &UploadHandle) -> io::Result<()> {
+        match self {
+            Self::Disk(temp) => temp.push(chunk, progress).await,
+            Self::Memory(chunks) => {
+                progress.add_bytes(chunk.len() as u64);
+                chunks.push(chunk);
+                Ok(())
+            }
+            Self::Custom(writer) => {
+                let len = chunk.len() as u64;
+                writer
+                    .0
+                    .as_mut()
+                    .expect("open until finished")
+                    .write(chunk)
+                    .await?;
+                progress.add_bytes(len);
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self, progress: &UploadHandle) -> io::Result<Received> {
+        match self {
+            Self::Disk(temp) => Ok(Received::Disk(temp.finish(progress).await?)),
+            Self::Memory(chunks) => Ok(Received::Memory(concat(chunks))),
+            Self::Custom(mut writer) => {
+                writer
+                    .0
+                    .take()
+                    .expect("open until finished")
+                    .finish()
+                    .await?;
+                Ok(Received::Custom)
+            }
+        }
+    }
+}
+
+fn concat(chunks: Vec<Bytes>) -> Bytes {
+    match <[Bytes; 1]>::try_from(chunks) {
+        Ok([only]) => only,
+        Err(chunks) => {
+            let mut whole = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in &chunks {
+                whole.extend_from_slice(chunk);
+            }
+            Bytes::from(whole)
+        }
+    }
 }
 
 impl Job {
-    fn new(config: Arc<Config>, handles: Vec<UploadHandle>) -> Self {
+    fn new(
+        config: Arc<Config>,
+        handles: Vec<UploadHandle>,
+        headers: Arc<HeaderMap>,
+        cid: Option<String>,
+    ) -> Self {
         Self {
+            events: config.events.clone(),
             config,
+            headers,
+            cid,
             done: Vec::with_capacity(handles.len()),
-            saved: Vec::with_capacity(handles.len()),
             pending: handles.into(),
             current: None,
             fields: Vec::new(),
@@ -263,7 +379,27 @@ impl Job {
             ));
             return self.fail(failure).await;
         }
-        upload_answer(&self.done, None)
+        self.announce().await;
+        self.answer(None)
+    }
+
+    fn answer(&self, failure: Option<&Failure>) -> Response<Bytes> {
+        let records: Vec<UploadInfo> = self.done.iter().map(|(info, _)| info.clone()).collect();
+        upload_answer(&records, failure)
+    }
+
+    /// Runs the `upload_finished` handlers for every key of the request.
+    async fn announce(&self) {
+        let Some(events) = &self.events else { return };
+        for (info, path) in &self.done {
+            let event = UploadFinished {
+                info: info.clone(),
+                path: path.clone(),
+                headers: Arc::clone(&self.headers),
+                fields: self.fields.clone(),
+            };
+            events.finished(event).await;
+        }
     }
 
     /// `Content-Length` alone can prove a request too large: refuse before reading it.
@@ -283,10 +419,10 @@ impl Job {
 
     async fn prepare_folders(&self) -> Result<(), Failure> {
         let upload_dir = self.config.upload_dir.clone();
-        let temp_dir = self.config.temp_dir();
+        let temp_dir = matches!(self.config.sink, UploadSink::Disk).then(|| self.config.temp_dir());
         blocking(move || {
             std::fs::create_dir_all(&upload_dir)?;
-            std::fs::create_dir_all(&temp_dir)
+            temp_dir.map_or(Ok(()), std::fs::create_dir_all)
         })
         .await
         .map_err(|_| Failure::io(FileError::UploadFolderNotFound, "create the upload folder"))
@@ -320,6 +456,7 @@ impl Job {
         };
         let handle = &*self.current.insert(handle);
         let config = &*self.config;
+        let events = self.events.as_deref();
         let raw_name = field.file_name().unwrap_or_default().to_owned();
         let mime_type = field
             .content_type()
@@ -332,13 +469,7 @@ impl Job {
         // A store failure must not stop the upload; the status degrades, the file is kept.
         let _ = handle.set_status(UploadStatus::Started).await;
 
-        let name = sanitize_file_name(&raw_name).map_err(|error| {
-            Failure::new(
-                UploadStatus::ErrorUploading,
-                FileError::EstablishingFileName,
-                format!("the file name cannot be used: {error}"),
-            )
-        })?;
+        let mut stored_name = usable_name(&raw_name)?;
         if !config.allowed_mime_types.allows(&mime_type) {
             return Err(Failure::new(
                 UploadStatus::ErrorUploading,
@@ -349,10 +480,53 @@ impl Job {
                 ),
             ));
         }
+        let mut folder = config.upload_dir.clone();
+        if let Some(events) = events {
+            let event = UploadStarting {
+                key: handle.key().clone(),
+                cid: self.cid.clone(),
+                file_name: raw_name.clone(),
+                stored_name: stored_name.clone(),
+                mime_type: mime_type.clone(),
+                declared_size: handle.snapshot().size,
+                headers: Arc::clone(&self.headers),
+                fields: self.fields.clone(),
+            };
+            let options = events
+                .starting(event)
+                .await
+                .map_err(|error| event_failure(error, FileError::FileStarting))?;
+            if let Some(name) = options.file_name {
+                stored_name = usable_name(&name)?;
+            }
+            if let Some(sub) = options.folder {
+                let sub = confined_folder(&sub).ok_or_else(|| {
+                    event_failure(
+                        EventError::from("the chosen folder leaves the upload folder"),
+                        FileError::UploadFolderNotFound,
+                    )
+                })?;
+                folder = folder.join(sub);
+            }
+            if let Some(message) = options.server_message {
+                handle.update(|info| info.server_message = Some(message));
+            }
+        }
 
-        let mut temp = TempUpload::create(config.temp_dir(), config.buffer_size)
+        let sink_file = SinkFile {
+            key: handle.key().clone(),
+            name: stored_name.clone(),
+            mime_type: mime_type.clone(),
+        };
+        let mut writer = Writer::open(config, sink_file)
             .await
             .map_err(|error| io_failure(&error, FileError::FileStarting, "create the file"))?;
+        let max = match (&config.sink, config.max_file_size) {
+            (UploadSink::Memory { max_bytes }, Some(limit)) => Some(limit.min(*max_bytes)),
+            (UploadSink::Memory { max_bytes }, None) => Some(*max_bytes),
+            (_, limit) => limit,
+        };
+        let watch_chunks = events.filter(|events| events.has_uploading());
         let mut received = 0u64;
         {
             let mut cancelled = pin!(handle.cancelled());
@@ -363,50 +537,85 @@ impl Job {
                     chunk = field.chunk() => chunk.map_err(multipart_failure)?,
                 };
                 let Some(chunk) = chunk else { break };
+                let offset = received;
                 received += chunk.len() as u64;
-                if let Some(max) = config.max_file_size {
+                if let Some(max) = max {
                     if received > max {
                         return Err(Failure::file_too_large(max));
                     }
                 }
-                temp.push(chunk, handle).await.map_err(|error| {
+                if let Some(events) = watch_chunks {
+                    let event = FileChunk {
+                        key: handle.key().clone(),
+                        cid: self.cid.clone(),
+                        offset,
+                        data: chunk.clone(),
+                    };
+                    events
+                        .uploading(event)
+                        .await
+                        .map_err(|error| event_failure(error, FileError::FileWriting))?;
+                }
+                writer.push(chunk, handle).await.map_err(|error| {
                     io_failure(&error, FileError::FileWriting, "write the file")
                 })?;
             }
         }
-        let file = temp
+        let received_file = writer
             .finish(handle)
             .await
             .map_err(|error| io_failure(&error, FileError::FileWriting, "write the file"))?;
         handle.update(|info| info.size = Some(received));
         let _ = handle.set_status(UploadStatus::UploadFinishing).await;
 
-        let path = persist(file, config.upload_dir.clone(), name, config.overwrite)
-            .await
-            .map_err(|error| match error {
-                PersistError::Exists(path) => Failure::new(
-                    UploadStatus::ErrorUploading,
-                    FileError::FileSaving,
-                    format!(
-                        "a file named {:?} already exists",
-                        path.file_name().unwrap_or_default()
-                    ),
-                ),
-                PersistError::Io(error) if error.kind() == io::ErrorKind::NotFound => io_failure(
-                    &error,
-                    FileError::UploadFolderNotFound,
-                    "find the upload folder",
-                ),
-                PersistError::Io(error) => {
-                    io_failure(&error, FileError::FileSaving, "save the file")
+        let mut file_taken = false;
+        if let Some(events) = events {
+            let (temp_path, data) = match &received_file {
+                Received::Disk(file) => (Some(file.path().to_owned()), None),
+                Received::Memory(data) => (None, Some(data.clone())),
+                Received::Custom => (None, None),
+            };
+            let event = UploadFinishing {
+                key: handle.key().clone(),
+                cid: self.cid.clone(),
+                file_name: raw_name,
+                stored_name: stored_name.clone(),
+                mime_type,
+                size: received,
+                temp_path,
+                data,
+                headers: Arc::clone(&self.headers),
+                fields: self.fields.clone(),
+            };
+            let options = match events.finishing(event).await {
+                Ok(options) => options,
+                Err(error) => {
+                    if let Received::Disk(file) = received_file {
+                        discard(file);
+                    }
+                    return Err(event_failure(error, FileError::FileSaving));
                 }
-            })?;
+            };
+            if let Some(message) = options.server_message {
+                handle.update(|info| info.server_message = Some(message));
+            }
+            file_taken = options.file_taken;
+        }
+
+        let path = match received_file {
+            Received::Disk(file) if file_taken => {
+                // The handler moved or deleted it; deleting what may be left is harmless.
+                discard(file);
+                None
+            }
+            Received::Disk(file) => Some(store_file(file, folder, stored_name, config).await?),
+            Received::Memory(_) | Received::Custom => None,
+        };
         let handle = self.current.take().expect("set above");
         let info = handle
             .finish(UploadStatus::Finished, FileError::None, None)
             .await;
-        self.done.push(info);
-        self.saved.push(path);
+        self.done.push((info, path));
         Ok(())
     }
 
@@ -435,7 +644,7 @@ impl Job {
         }
         let value = String::from_utf8(value)
             .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-        self.fields.push((name, value));
+        self.fields.push(FormField { name, value });
         Ok(())
     }
 
@@ -443,18 +652,121 @@ impl Job {
     /// finished keep their files.
     async fn fail(mut self, failure: Failure) -> Response<Bytes> {
         let message = Some(failure.message.clone()).filter(|message| !message.is_empty());
-        let unfinished = self
+        let unfinished: Vec<UploadHandle> = self
             .current
             .take()
             .into_iter()
-            .chain(self.pending.drain(..));
-        for handle in unfinished.collect::<Vec<_>>() {
+            .chain(self.pending.drain(..))
+            .collect();
+        for handle in unfinished {
             let info = handle
                 .finish(failure.status, failure.error, message.clone())
                 .await;
-            self.done.push(info);
+            self.done.push((info, None));
         }
-        upload_answer(&self.done, Some(&failure))
+        self.announce().await;
+        self.answer(Some(&failure))
+    }
+}
+
+impl Drop for Job {
+    /// The response future was dropped mid-upload (the connection went away, a timeout layer
+    /// fired, the server shut down): the handles record status 8 as they drop; the
+    /// `upload_finished` handlers still hear of every key, from a spawned task.
+    fn drop(&mut self) {
+        let unfinished: Vec<UploadHandle> = self
+            .current
+            .take()
+            .into_iter()
+            .chain(self.pending.drain(..))
+            .collect();
+        let Some(events) = self.events.clone().filter(|_| !unfinished.is_empty()) else {
+            return;
+        };
+        let events_for_keys: Vec<UploadFinished> = unfinished
+            .iter()
+            .map(|handle| {
+                let mut info = handle.snapshot();
+                info.status = UploadStatus::CanceledByClientConnection;
+                info.error = FileError::None;
+                info.finished_at = Some(std::time::SystemTime::now());
+                UploadFinished {
+                    info,
+                    path: None,
+                    headers: Arc::clone(&self.headers),
+                    fields: self.fields.clone(),
+                }
+            })
+            .collect();
+        drop(unfinished);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for event in events_for_keys {
+                    events.finished(event).await;
+                }
+            });
+        }
+    }
+}
+
+fn usable_name(raw: &str) -> Result<String, Failure> {
+    sanitize_file_name(raw).map_err(|error| {
+        Failure::new(
+            UploadStatus::ErrorUploading,
+            FileError::EstablishingFileName,
+            format!("the file name cannot be used: {error}"),
+        )
+    })
+}
+
+async fn store_file(
+    file: NamedTempFile,
+    folder: PathBuf,
+    name: String,
+    config: &Config,
+) -> Result<PathBuf, Failure> {
+    if folder != config.upload_dir {
+        let create = folder.clone();
+        blocking(move || std::fs::create_dir_all(create))
+            .await
+            .map_err(|error| {
+                io_failure(&error, FileError::UploadFolderNotFound, "create the folder")
+            })?;
+    }
+    persist(file, folder, name, config.overwrite)
+        .await
+        .map_err(|error| match error {
+            PersistError::Exists(path) => Failure::new(
+                UploadStatus::ErrorUploading,
+                FileError::FileSaving,
+                format!(
+                    "a file named {:?} already exists",
+                    path.file_name().unwrap_or_default()
+                ),
+            )
+            .with_http(StatusCode::CONFLICT),
+            PersistError::Io(error) if error.kind() == io::ErrorKind::NotFound => io_failure(
+                &error,
+                FileError::UploadFolderNotFound,
+                "find the upload folder",
+            ),
+            PersistError::Io(error) => io_failure(&error, FileError::FileSaving, "save the file"),
+        })
+}
+
+fn event_failure(error: EventError, code: FileError) -> Failure {
+    match error.into_kind() {
+        EventErrorKind::Veto { message, status } => Failure::new(
+            UploadStatus::CanceledByEvent,
+            FileError::ServerSideCancel,
+            message,
+        )
+        .with_http(status),
+        EventErrorKind::Failed(_) => Failure::new(
+            UploadStatus::ErrorUploading,
+            code,
+            "the server failed to process the upload",
+        ),
     }
 }
 

@@ -1,13 +1,15 @@
 //! [`UploadStatusService`]: answers `?key=K&command=status|cancel|fileSize`.
 
 use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::Full;
 use tower_service::Service;
-use tower_upload_state::{Command, UploadKey, UploadQuery, UploadRegistry};
+use tower_upload_state::{Command, UploadInfo, UploadKey, UploadQuery, UploadRegistry};
 
 use crate::answer::{self, Refusal, StatusResponse};
 use crate::ResponseFuture;
@@ -51,9 +53,22 @@ use crate::ResponseFuture;
 /// # }
 /// ```
 #[doc(alias = "IGUploadStatusHandler")]
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UploadStatusService {
     registry: UploadRegistry,
+    owner: Option<OwnerFn>,
+}
+
+/// Maps a request to its owner (see [`UploadStatusService::owner`]).
+type OwnerFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
+
+impl fmt::Debug for UploadStatusService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadStatusService")
+            .field("registry", &self.registry)
+            .field("owner", &self.owner.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 impl UploadStatusService {
@@ -61,7 +76,32 @@ impl UploadStatusService {
     /// writes.
     #[must_use]
     pub fn new(registry: UploadRegistry) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            owner: None,
+        }
+    }
+
+    /// Answers `status` and `cancel` for a key only to requests whose owner (as `owner` finds
+    /// it in the request) is the one the upload was bound to with the upload layer's
+    /// `owner` function; anyone else gets status 3 / error 5, as if the key did not exist.
+    /// Give both the same function. Off by default, for compatibility with the widget.
+    ///
+    /// ```
+    /// use tower_upload_state::UploadRegistry;
+    /// use tower_upload_status::UploadStatusService;
+    ///
+    /// let service = UploadStatusService::new(UploadRegistry::new())
+    ///     .owner(|parts| parts.headers.get("x-user")?.to_str().ok().map(str::to_owned));
+    /// # let _ = service;
+    /// ```
+    #[must_use]
+    pub fn owner<F>(mut self, owner: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.owner = Some(Arc::new(owner));
+        self
     }
 
     /// The registry this service answers from.
@@ -82,20 +122,44 @@ impl UploadStatusService {
     }
 }
 
+/// Whose request it is, when uploads are bound to owners: `None` when they are not.
+type Requester = Option<Option<String>>;
+
 /// Asks the registry and answers; the future this makes is what [`ResponseFuture`] boxes.
-async fn answer(registry: UploadRegistry, key: UploadKey, command: Command) -> StatusResponse {
-    let result = match command {
-        Command::Status => registry
-            .snapshot(&key)
-            .await
-            .map(|info| answer::status(info.as_ref())),
-        Command::Cancel => registry
+async fn answer(
+    registry: UploadRegistry,
+    key: UploadKey,
+    command: Command,
+    requester: Requester,
+) -> StatusResponse {
+    let result = match (command, requester) {
+        (Command::Status, requester) => registry.snapshot(&key).await.map(|info| {
+            let info = info.filter(|info| owned_by(info, requester.as_ref()));
+            answer::status(info.as_ref())
+        }),
+        (Command::Cancel, None) => registry
             .cancel(&key)
             .await
             .map(|info| answer::status(info.as_ref())),
-        Command::FileSize => registry.take_file_size(&key).await.map(answer::file_size),
+        // Check the owner before cancelling: a stranger must not stop someone's upload.
+        (Command::Cancel, Some(requester)) => match registry.snapshot(&key).await {
+            Ok(Some(info)) if owned_by(&info, Some(&requester)) => registry
+                .cancel(&key)
+                .await
+                .map(|info| answer::status(info.as_ref())),
+            Ok(_) => Ok(answer::status(None)),
+            Err(error) => Err(error),
+        },
+        (Command::FileSize, _) => registry.take_file_size(&key).await.map(answer::file_size),
     };
     result.unwrap_or_else(|error| answer::store_unavailable(&error))
+}
+
+fn owned_by(info: &UploadInfo, requester: Option<&Option<String>>) -> bool {
+    match requester {
+        None => true,
+        Some(requester) => info.owner.is_some() && info.owner == *requester,
+    }
 }
 
 impl<B> Service<Request<B>> for UploadStatusService {
@@ -111,7 +175,11 @@ impl<B> Service<Request<B>> for UploadStatusService {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match Self::check(&req) {
             Ok((key, command)) => {
-                ResponseFuture::registry(answer(self.registry.clone(), key, command))
+                let requester = self.owner.as_ref().map(|owner| {
+                    let (parts, _body) = req.into_parts();
+                    owner(&parts)
+                });
+                ResponseFuture::registry(answer(self.registry.clone(), key, command, requester))
             }
             Err(refusal) => ResponseFuture::ready(refusal.into_response()),
         }
