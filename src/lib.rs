@@ -77,7 +77,10 @@ pub use tower_upload_layer as layer;
 pub use tower_upload_state as state;
 pub use tower_upload_status as status;
 
-pub use tower_upload_layer::{MimeFilter, OverwritePolicy, Upload, UploadLayer};
+pub use tower_upload_layer::{
+    EventError, FinishOptions, MimeFilter, OverwritePolicy, StartOptions, Upload, UploadFinished,
+    UploadFinishing, UploadLayer, UploadSink, UploadStarting,
+};
 pub use tower_upload_state::{
     FileError, MemoryStore, ProgressStore, UploadInfo, UploadKey, UploadRegistry, UploadStatus,
 };
