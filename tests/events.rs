@@ -80,6 +80,7 @@ async fn upload_starting_sees_the_request_and_can_rename_and_refile() {
     );
     let stored = server.uploads().join("users/42/renamed-photo.jpg");
     assert_eq!(std::fs::read(&stored).unwrap(), b"jpegbytes");
+    server.assert_no_temp_files().await;
     let seen = seen.lock().unwrap();
     let event = &seen[0];
     assert_eq!(event.key.as_str(), "start1");
@@ -99,7 +100,6 @@ async fn upload_starting_sees_the_request_and_can_rename_and_refile() {
         [("album", "holidays")],
         "only the fields before the file part"
     );
-    server.assert_no_temp_files().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,8 +496,8 @@ async fn the_memory_sink_hands_the_bytes_to_upload_finishing() {
 /// A custom sink that keeps files in a map and records aborts.
 #[derive(Debug, Default, Clone)]
 struct MapSink {
-    files: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
-    aborted: Arc<Mutex<Vec<String>>>,
+    files: Log<(String, Vec<u8>)>,
+    aborted: Log<String>,
 }
 
 #[derive(Debug)]

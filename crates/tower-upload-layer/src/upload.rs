@@ -559,6 +559,8 @@ impl Job {
                 writer.push(chunk, handle).await.map_err(|error| {
                     io_failure(&error, FileError::FileWriting, "write the file")
                 })?;
+                // Publishes progress to a shared store when due; free otherwise.
+                handle.checkpoint().await;
             }
         }
         let received_file = writer

@@ -28,7 +28,10 @@ mod code;
 mod info;
 mod key;
 mod memory;
+mod metrics;
 mod query;
+#[cfg(feature = "redis")]
+mod redis;
 mod registry;
 mod store;
 
@@ -36,6 +39,9 @@ pub use code::{FileError, UploadStatus};
 pub use info::{StatusAnswer, UploadInfo};
 pub use key::{KeyError, UploadKey, MAX_BATCH_KEYS, MAX_KEY_LEN};
 pub use memory::{MemoryStore, DEFAULT_CAPACITY, DEFAULT_RETENTION};
+pub use metrics::RegistryMetrics;
 pub use query::{Command, QueryError, UploadQuery};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
 pub use registry::{UploadHandle, UploadRegistry};
-pub use store::{ClaimError, ProgressStore, StoreError, StoreFuture};
+pub use store::{CancelCallback, ClaimError, ProgressStore, StoreError, StoreFuture};

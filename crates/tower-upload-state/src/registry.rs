@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 
+use crate::metrics::{Counters, RegistryMetrics};
 use crate::store::{ClaimError, ProgressStore, StoreError};
 use crate::{FileError, MemoryStore, UploadInfo, UploadKey, UploadStatus};
 
@@ -58,6 +59,11 @@ pub struct UploadRegistry {
 struct Shared {
     store: Box<dyn ProgressStore>,
     live: Mutex<HashMap<UploadKey, Arc<LiveUpload>>>,
+    /// `Some` for shared stores: how often live progress is published to the store.
+    progress_interval: Option<Duration>,
+    /// The origin of [`LiveUpload::last_published`].
+    epoch: Instant,
+    counters: Counters,
 }
 
 /// An upload streaming in this process.
@@ -66,6 +72,11 @@ struct LiveUpload {
     bytes: AtomicU64,
     cancel_requested: AtomicBool,
     cancel: Notify,
+    /// When progress was last published to a shared store (milliseconds since the epoch,
+    /// plus one; 0 for never).
+    last_published: AtomicU64,
+    /// Whether a trailing publication is scheduled.
+    flush_scheduled: AtomicBool,
     /// Everything but the byte count, which lives in `bytes`.
     info: Mutex<UploadInfo>,
 }
@@ -115,12 +126,35 @@ impl UploadRegistry {
     /// A registry over `store`.
     #[must_use]
     pub fn with_store(store: impl ProgressStore) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                store: Box::new(store),
-                live: Mutex::default(),
-            }),
-        }
+        let progress_interval = store.progress_interval();
+        let shared = Arc::new(Shared {
+            store: Box::new(store),
+            live: Mutex::default(),
+            progress_interval,
+            epoch: Instant::now(),
+            counters: Counters::default(),
+        });
+        // The store must not keep the registry alive: it only holds a weak reference.
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        shared.store.watch_cancels(Arc::new(move |key: &UploadKey| {
+            if let Some(shared) = weak.upgrade() {
+                if let Some(live) = lock(&shared.live).get(key) {
+                    live.request_cancel();
+                }
+            }
+        }));
+        Self { shared }
+    }
+
+    /// Counters of the uploads this registry has seen in this process, for export.
+    #[must_use]
+    pub fn metrics(&self) -> RegistryMetrics {
+        let live = lock(&self.shared.live);
+        let live_bytes: u64 = live
+            .values()
+            .map(|upload| upload.bytes.load(Ordering::Relaxed))
+            .sum();
+        self.shared.counters.snapshot(live.len(), live_bytes)
     }
 
     /// The store behind this registry.
@@ -152,13 +186,23 @@ impl UploadRegistry {
     /// See [`ProgressStore::claim`]: the key is in flight ([`ClaimError::InFlight`]), was
     /// rejected before ([`ClaimError::Rejected`]), the store is full ([`ClaimError::Full`]) or
     /// failed ([`ClaimError::Store`]).
+    ///
+    /// When the store fails (a shared store that is unreachable), the upload goes on with
+    /// this process's own record: the file is still received and kept, and this instance
+    /// answers for it; other instances cannot until the store is back.
     pub async fn begin(&self, info: UploadInfo) -> Result<UploadHandle, ClaimError> {
-        self.shared.store.claim(&info).await?;
+        match self.shared.store.claim(&info).await {
+            Ok(()) | Err(ClaimError::Store(_)) => {}
+            Err(refused) => return Err(refused),
+        }
+        self.shared.counters.started();
         let key = info.key.clone();
         let live = Arc::new(LiveUpload {
             bytes: AtomicU64::new(info.bytes_uploaded),
             cancel_requested: AtomicBool::new(false),
             cancel: Notify::new(),
+            last_published: AtomicU64::new(0),
+            flush_scheduled: AtomicBool::new(false),
             info: Mutex::new(info),
         });
         lock(&self.shared.live).insert(key.clone(), Arc::clone(&live));
@@ -300,6 +344,47 @@ impl UploadHandle {
         self.save().await
     }
 
+    /// Publishes the byte count to a shared store, at most once per the store's progress
+    /// interval: the first call publishes at once; a call within the interval schedules one
+    /// publication at its end, so the last progress before a stall is not lost. Returns at
+    /// once for a store that is not shared (the memory store). A store failure is ignored.
+    pub async fn checkpoint(&self) {
+        let Some(interval) = self.registry.shared.progress_interval else {
+            return;
+        };
+        let shared = &self.registry.shared;
+        // Milliseconds since the registry's epoch, plus one so that 0 means "never".
+        let now = shared.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.live.last_published.load(Ordering::Relaxed);
+        let interval_ms = interval.as_millis() as u64;
+        if last != 0 && now.saturating_sub(last) < interval_ms {
+            self.schedule_flush(Duration::from_millis(last + interval_ms - now));
+            return;
+        }
+        self.live.last_published.store(now, Ordering::Relaxed);
+        let _ = self.save().await;
+    }
+
+    fn schedule_flush(&self, delay: Duration) {
+        if self.live.flush_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.live.flush_scheduled.store(false, Ordering::Release);
+            return;
+        };
+        let (registry, live) = (self.registry.clone(), Arc::clone(&self.live));
+        runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            live.flush_scheduled.store(false, Ordering::Release);
+            let now = registry.shared.epoch.elapsed().as_millis() as u64 + 1;
+            live.last_published.store(now, Ordering::Relaxed);
+            // A shared store must not let this late write undo a final status (the Redis
+            // store's save script refuses to).
+            let _ = registry.shared.store.save(&live.snapshot()).await;
+        });
+    }
+
     /// Publishes the upload's current state to the store.
     ///
     /// # Errors
@@ -354,6 +439,7 @@ impl UploadHandle {
     /// was refused), as if it had never been registered.
     pub async fn abandon(mut self) {
         self.done = true;
+        self.registry.shared.counters.abandoned();
         let _ = self.registry.shared.store.remove(&self.key).await;
         self.registry.forget_live(&self.key, &self.live);
     }
@@ -365,6 +451,10 @@ impl UploadHandle {
         server_message: Option<String>,
     ) -> UploadInfo {
         debug_assert!(status.is_terminal(), "finish() takes terminal statuses");
+        self.registry
+            .shared
+            .counters
+            .ended(status, self.bytes_uploaded());
         self.update(|info| {
             info.status = status;
             info.error = error;
@@ -547,6 +637,107 @@ mod tests {
             Some(1234)
         );
         assert_eq!(registry.take_file_size(&key("f")).await.unwrap(), None);
+    }
+
+    /// A shared-looking store: the memory store plus a progress interval and a write count.
+    #[derive(Debug)]
+    struct Throttled {
+        inner: MemoryStore,
+        saves: std::sync::atomic::AtomicUsize,
+    }
+
+    impl ProgressStore for Throttled {
+        fn claim<'a>(
+            &'a self,
+            info: &'a UploadInfo,
+        ) -> crate::StoreFuture<'a, Result<(), ClaimError>> {
+            self.inner.claim(info)
+        }
+        fn save<'a>(
+            &'a self,
+            info: &'a UploadInfo,
+        ) -> crate::StoreFuture<'a, Result<(), StoreError>> {
+            self.saves.fetch_add(1, Ordering::Relaxed);
+            self.inner.save(info)
+        }
+        fn remove<'a>(
+            &'a self,
+            key: &'a UploadKey,
+        ) -> crate::StoreFuture<'a, Result<(), StoreError>> {
+            self.inner.remove(key)
+        }
+        fn load<'a>(
+            &'a self,
+            key: &'a UploadKey,
+        ) -> crate::StoreFuture<'a, Result<Option<UploadInfo>, StoreError>> {
+            self.inner.load(key)
+        }
+        fn put_file_size<'a>(
+            &'a self,
+            key: &'a UploadKey,
+            size: u64,
+        ) -> crate::StoreFuture<'a, Result<(), StoreError>> {
+            self.inner.put_file_size(key, size)
+        }
+        fn take_file_size<'a>(
+            &'a self,
+            key: &'a UploadKey,
+        ) -> crate::StoreFuture<'a, Result<Option<u64>, StoreError>> {
+            self.inner.take_file_size(key)
+        }
+        fn retention(&self) -> Duration {
+            self.inner.retention()
+        }
+        fn progress_interval(&self) -> Option<Duration> {
+            Some(Duration::from_millis(100))
+        }
+    }
+
+    #[tokio::test]
+    async fn checkpoints_are_throttled_and_the_last_progress_is_published() {
+        let store = Arc::new(Throttled {
+            inner: MemoryStore::new(),
+            saves: Default::default(),
+        });
+        let registry = UploadRegistry::with_store(Arc::clone(&store));
+        let upload = registry.begin(UploadInfo::new(key("t"))).await.unwrap();
+        for _ in 0..1_000 {
+            upload.add_bytes(10);
+            upload.checkpoint().await;
+        }
+        // One at once; the burst within the interval is folded into one trailing write.
+        assert_eq!(store.saves.load(Ordering::Relaxed), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(store.saves.load(Ordering::Relaxed), 2);
+        let stored = store.inner.load(&key("t")).await.unwrap().unwrap();
+        assert_eq!(
+            stored.bytes_uploaded, 10_000,
+            "the trailing write has the last count"
+        );
+        upload.abandon().await;
+    }
+
+    #[tokio::test]
+    async fn metrics_count_what_the_registry_saw() {
+        let registry = UploadRegistry::new();
+        let done = registry.begin(UploadInfo::new(key("m1"))).await.unwrap();
+        done.add_bytes(100);
+        done.finish(UploadStatus::Finished, FileError::None, None)
+            .await;
+        let dropped = registry.begin(UploadInfo::new(key("m2"))).await.unwrap();
+        dropped.add_bytes(7);
+        drop(dropped);
+        let never = registry.begin(UploadInfo::new(key("m3"))).await.unwrap();
+        never.abandon().await;
+        let live = registry.begin(UploadInfo::new(key("m4"))).await.unwrap();
+        live.add_bytes(5);
+        let metrics = registry.metrics();
+        assert_eq!(metrics.uploads_started, 3);
+        assert_eq!(metrics.ended(UploadStatus::Finished), 1);
+        assert_eq!(metrics.ended(UploadStatus::CanceledByClientConnection), 1);
+        assert_eq!(metrics.bytes_received, 112);
+        assert_eq!(metrics.in_flight, 1);
+        live.abandon().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,12 +3,17 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{UploadInfo, UploadKey};
 
 /// The future a [`ProgressStore`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a shared store calls when another instance asks to cancel an upload (see
+/// [`ProgressStore::watch_cancels`]).
+pub type CancelCallback = Arc<dyn Fn(&UploadKey) + Send + Sync>;
 
 /// Where upload records live, so that the status service can answer for uploads it does not
 /// stream itself.
@@ -74,6 +79,74 @@ pub trait ProgressStore: fmt::Debug + Send + Sync + 'static {
 
     /// How long terminal records stay queryable.
     fn retention(&self) -> Duration;
+
+    /// How often an upload streaming in this process should publish its byte count to the
+    /// store, for instances that read it from there. `None` (the default) for a store that is
+    /// not shared: the registry answers from its live counters.
+    fn progress_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Called once by the registry built on this store: a shared store calls `on_cancel` with
+    /// the key of every cancel another instance requested for an upload claimed here. The
+    /// default ignores it.
+    fn watch_cancels(&self, on_cancel: CancelCallback) {
+        let _ = on_cancel;
+    }
+}
+
+/// A shared store is a store: keep an `Arc` of your store to look at it while the registry
+/// uses it (e.g. [`MemoryStore::len`](crate::MemoryStore::len)).
+impl<S: ProgressStore + ?Sized> ProgressStore for Arc<S> {
+    fn claim<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>> {
+        (**self).claim(info)
+    }
+
+    fn save<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
+        (**self).save(info)
+    }
+
+    fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
+        (**self).remove(key)
+    }
+
+    fn load<'a>(
+        &'a self,
+        key: &'a UploadKey,
+    ) -> StoreFuture<'a, Result<Option<UploadInfo>, StoreError>> {
+        (**self).load(key)
+    }
+
+    fn put_file_size<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        size: u64,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        (**self).put_file_size(key, size)
+    }
+
+    fn take_file_size<'a>(
+        &'a self,
+        key: &'a UploadKey,
+    ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+        (**self).take_file_size(key)
+    }
+
+    fn request_cancel<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
+        (**self).request_cancel(key)
+    }
+
+    fn retention(&self) -> Duration {
+        (**self).retention()
+    }
+
+    fn progress_interval(&self) -> Option<Duration> {
+        (**self).progress_interval()
+    }
+
+    fn watch_cancels(&self, on_cancel: CancelCallback) {
+        (**self).watch_cancels(on_cancel);
+    }
 }
 
 /// Why a [`ProgressStore::claim`] failed.

@@ -1,0 +1,169 @@
+//! Counters of what a registry has seen, for export (e.g. in Prometheus' text format).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::UploadStatus;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    started: AtomicU64,
+    /// By terminal status code.
+    ended: [AtomicU64; 10],
+    /// Bytes of uploads that ended.
+    ended_bytes: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ended(&self, status: UploadStatus, bytes: u64) {
+        self.ended[status.code() as usize].fetch_add(1, Ordering::Relaxed);
+        self.ended_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// An upload that never started is forgotten, as if it had never been counted.
+    pub(crate) fn abandoned(&self) {
+        self.started.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, in_flight: usize, live_bytes: u64) -> RegistryMetrics {
+        RegistryMetrics {
+            uploads_started: self.started.load(Ordering::Relaxed),
+            uploads_ended: std::array::from_fn(|code| self.ended[code].load(Ordering::Relaxed)),
+            bytes_received: self.ended_bytes.load(Ordering::Relaxed) + live_bytes,
+            in_flight: in_flight as u64,
+        }
+    }
+}
+
+/// A snapshot of an [`UploadRegistry`](crate::UploadRegistry)'s counters, for the uploads of
+/// this process.
+///
+/// # Example
+///
+/// ```
+/// use tower_upload_state::{FileError, UploadInfo, UploadKey, UploadRegistry, UploadStatus};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = UploadRegistry::new();
+/// let upload = registry.begin(UploadInfo::new(UploadKey::parse("k")?)).await?;
+/// upload.add_bytes(10);
+/// upload.finish(UploadStatus::Finished, FileError::None, None).await;
+///
+/// let metrics = registry.metrics();
+/// assert_eq!(metrics.uploads_started, 1);
+/// assert_eq!(metrics.ended(UploadStatus::Finished), 1);
+/// assert_eq!(metrics.bytes_received, 10);
+/// assert!(metrics.to_prometheus().contains("tower_upload_uploads_ended_total{status=\"finished\"} 1"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegistryMetrics {
+    /// Uploads registered.
+    pub uploads_started: u64,
+    /// Uploads ended, by terminal status code (index = [`UploadStatus::code`]).
+    pub uploads_ended: [u64; 10],
+    /// File bytes received, ended and in-flight uploads together.
+    pub bytes_received: u64,
+    /// Uploads streaming now.
+    pub in_flight: u64,
+}
+
+impl RegistryMetrics {
+    /// How many uploads ended with `status`.
+    #[must_use]
+    pub fn ended(&self, status: UploadStatus) -> u64 {
+        self.uploads_ended[status.code() as usize]
+    }
+
+    /// The counters in Prometheus' text exposition format, prefixed `tower_upload_`.
+    #[must_use]
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        let _ = writeln!(
+            out,
+            "# HELP tower_upload_uploads_started_total Uploads registered."
+        );
+        let _ = writeln!(out, "# TYPE tower_upload_uploads_started_total counter");
+        let _ = writeln!(
+            out,
+            "tower_upload_uploads_started_total {}",
+            self.uploads_started
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tower_upload_uploads_ended_total Uploads ended, by final status."
+        );
+        let _ = writeln!(out, "# TYPE tower_upload_uploads_ended_total counter");
+        for &status in UploadStatus::ALL
+            .iter()
+            .filter(|status| status.is_terminal())
+        {
+            let _ = writeln!(
+                out,
+                "tower_upload_uploads_ended_total{{status=\"{}\"}} {}",
+                snake_case(status.name()),
+                self.ended(status)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tower_upload_bytes_received_total File bytes received."
+        );
+        let _ = writeln!(out, "# TYPE tower_upload_bytes_received_total counter");
+        let _ = writeln!(
+            out,
+            "tower_upload_bytes_received_total {}",
+            self.bytes_received
+        );
+        let _ = writeln!(out, "# HELP tower_upload_in_flight Uploads streaming now.");
+        let _ = writeln!(out, "# TYPE tower_upload_in_flight gauge");
+        let _ = writeln!(out, "tower_upload_in_flight {}", self.in_flight);
+        out
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_names_every_terminal_status() {
+        let text = RegistryMetrics::default().to_prometheus();
+        for name in [
+            "finished",
+            "canceled_by_client_command",
+            "file_size_exceeded",
+            "error_uploading",
+            "canceled_by_event",
+            "canceled_by_client_connection",
+        ] {
+            assert!(
+                text.contains(&format!("{{status=\"{name}\"}} 0")),
+                "{name}\n{text}"
+            );
+        }
+        assert!(!text.contains("not_started"));
+    }
+}

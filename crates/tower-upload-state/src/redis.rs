@@ -1,0 +1,443 @@
+//! [`RedisStore`]: upload records in Redis, shared by several server instances.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use crate::store::{CancelCallback, ClaimError, ProgressStore, StoreError, StoreFuture};
+use crate::{UploadInfo, UploadKey, DEFAULT_RETENTION};
+
+/// Claims a key: refuses one in flight (0, 1, 9) or rejected (4, 5, 6, 7), replaces anything
+/// else, and clears a stale cancel flag.
+const CLAIM: &str = r"
+local status = redis.call('HGET', KEYS[1], 'status')
+if status then
+  local s = tonumber(status)
+  if s == 0 or s == 1 or s == 9 then return {'in_flight'} end
+  if s >= 4 and s <= 7 then return {'rejected', redis.call('HGET', KEYS[1], 'info')} end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {'ok'}
+";
+
+/// Saves a record, unless it would turn a terminal record back into a live one (a late
+/// progress write must not undo the final status).
+const SAVE: &str = r"
+local function terminal(s) return s == 2 or (s >= 4 and s <= 8) end
+local current = redis.call('HGET', KEYS[1], 'status')
+if current and terminal(tonumber(current)) and not terminal(tonumber(ARGV[1])) then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// A [`ProgressStore`] over Redis, so that a status query or a cancel can land on another
+/// server instance than the upload (igUpload needed a hand-written
+/// `CustomDictionaryProvider` for that).
+///
+/// - **Records** are hashes `{prefix}rec:{key}` holding the status and the JSON record.
+///   Claims and saves are Lua scripts, so a key in flight on one instance is refused (409) on
+///   every other, and a late progress write never undoes a final status.
+/// - **Expiry** is Redis' own: terminal records live for the
+///   [retention](RedisStoreBuilder::retention); live ones for a
+///   [lease](RedisStoreBuilder::lease) that every progress write renews, so a record left by
+///   a crashed instance does not block its key for ever.
+/// - **Progress** is published by the streaming instance at most every
+///   [progress interval](RedisStoreBuilder::progress_interval), so a fast upload does not
+///   flood Redis; other instances see it that fresh.
+/// - **Cancel across instances**: `command=cancel` on instance B sets `{prefix}cancel:{key}`;
+///   instance A, which streams the upload, polls the flags of its own uploads every
+///   [cancel poll interval](RedisStoreBuilder::cancel_poll_interval) (one `MGET`, only while
+///   it streams). The upload stops within that interval plus one round trip (default
+///   250 ms).
+/// - **Redis unavailable**: every operation has a [timeout](RedisStoreBuilder::op_timeout);
+///   uploads go on and are kept (the registry keeps its own record), status queries for them
+///   on other instances answer 503 until Redis is back; the connection is re-established
+///   automatically.
+///
+/// # Example
+///
+/// ```no_run
+/// use tower_upload_state::{RedisStore, UploadRegistry};
+///
+/// # async fn run() -> Result<(), tower_upload_state::StoreError> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/")
+///     .prefix("my-app:uploads:")
+///     .connect()
+///     .await?;
+/// let registry = UploadRegistry::with_store(store);
+/// # let _ = registry;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: ConnectionManager,
+    settings: Settings,
+    claim: Script,
+    save: Script,
+    /// Keys claimed by this instance and not ended yet: whose cancel flags to watch.
+    local: Mutex<HashSet<UploadKey>>,
+    on_cancel: OnceLock<CancelCallback>,
+}
+
+#[derive(Clone, Debug)]
+struct Settings {
+    prefix: String,
+    retention: Duration,
+    lease: Duration,
+    progress_interval: Duration,
+    cancel_poll_interval: Duration,
+    op_timeout: Duration,
+}
+
+/// Configures and connects a [`RedisStore`].
+#[derive(Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    settings: Settings,
+}
+
+impl RedisStore {
+    /// Starts configuring a store for the Redis server at `url` (`redis://host:port/db`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            settings: Settings {
+                prefix: "tower-upload:".to_owned(),
+                retention: DEFAULT_RETENTION,
+                lease: Duration::from_secs(120),
+                progress_interval: Duration::from_millis(500),
+                cancel_poll_interval: Duration::from_millis(250),
+                op_timeout: Duration::from_millis(500),
+            },
+        }
+    }
+
+    /// Connects with the defaults: prefix `tower-upload:`, 10 minutes of retention.
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid or Redis cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).connect().await
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every Redis key this store uses (default `tower-upload:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.settings.prefix = prefix.into();
+        self
+    }
+
+    /// How long terminal records stay queryable (default 10 minutes).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.settings.retention = retention;
+        self
+    }
+
+    /// How long a live record survives without a write (default 2 minutes); keep it above
+    /// the upload layer's idle timeout.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease;
+        self
+    }
+
+    /// The most often an upload publishes its progress (default 500 ms).
+    pub fn progress_interval(mut self, interval: Duration) -> Self {
+        self.settings.progress_interval = interval;
+        self
+    }
+
+    /// How often this instance checks for cancels requested elsewhere (default 250 ms).
+    pub fn cancel_poll_interval(mut self, interval: Duration) -> Self {
+        self.settings.cancel_poll_interval = interval;
+        self
+    }
+
+    /// How long one Redis operation may take before it counts as failed (default 500 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.op_timeout = timeout;
+        self
+    }
+
+    /// Connects, and starts the task that watches for remote cancels (it ends with the
+    /// store). Needs a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid or Redis cannot be reached.
+    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(StoreError::new)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.settings.op_timeout))
+            .set_response_timeout(Some(self.settings.op_timeout))
+            .set_max_delay(Duration::from_secs(2));
+        let connection = timeout(
+            self.settings.op_timeout * 4,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await?;
+        let inner = Arc::new(Inner {
+            connection,
+            settings: self.settings,
+            claim: Script::new(CLAIM),
+            save: Script::new(SAVE),
+            local: Mutex::default(),
+            on_cancel: OnceLock::new(),
+        });
+        tokio::spawn(watch_cancels(Arc::downgrade(&inner)));
+        Ok(RedisStore { inner })
+    }
+}
+
+async fn timeout<T, E>(
+    limit: Duration,
+    operation: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(limit, operation).await {
+        Ok(result) => result.map_err(StoreError::new),
+        Err(_) => Err(StoreError::new(format!(
+            "redis did not answer within {limit:?}"
+        ))),
+    }
+}
+
+/// Polls the cancel flags of this instance's live uploads until the store is dropped.
+async fn watch_cancels(inner: Weak<Inner>) {
+    loop {
+        let Some(store) = inner.upgrade() else { return };
+        let interval = store.settings.cancel_poll_interval;
+        let keys: Vec<UploadKey> = store.local().iter().cloned().collect();
+        if !keys.is_empty() {
+            if let Some(on_cancel) = store.on_cancel.get() {
+                let flags: Vec<String> = keys.iter().map(|key| store.cancel_key(key)).collect();
+                let mut connection = store.connection.clone();
+                let found = timeout(store.settings.op_timeout, async {
+                    connection.mget::<_, Vec<Option<String>>>(&flags).await
+                })
+                .await;
+                // A failed poll is retried at the next tick.
+                if let Ok(found) = found {
+                    for (key, flag) in keys.iter().zip(found) {
+                        if flag.is_some() {
+                            on_cancel(key);
+                        }
+                    }
+                }
+            }
+        }
+        drop(store);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+impl Inner {
+    fn record_key(&self, key: &UploadKey) -> String {
+        format!("{}rec:{key}", self.settings.prefix)
+    }
+
+    fn cancel_key(&self, key: &UploadKey) -> String {
+        format!("{}cancel:{key}", self.settings.prefix)
+    }
+
+    fn size_key(&self, key: &UploadKey) -> String {
+        format!("{}size:{key}", self.settings.prefix)
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, HashSet<UploadKey>> {
+        self.local
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn ttl_ms(&self, info: &UploadInfo) -> u64 {
+        let ttl = if info.status.is_terminal() {
+            self.settings.retention
+        } else {
+            self.settings.lease
+        };
+        (ttl.as_millis() as u64).max(1)
+    }
+}
+
+fn encode(info: &UploadInfo) -> Result<String, StoreError> {
+    serde_json::to_string(info).map_err(StoreError::new)
+}
+
+fn decode(json: &str) -> Result<UploadInfo, StoreError> {
+    serde_json::from_str(json).map_err(StoreError::new)
+}
+
+impl ProgressStore for RedisStore {
+    fn claim<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let json = encode(info)?;
+            let mut connection = inner.connection.clone();
+            let mut invocation = inner.claim.prepare_invoke();
+            invocation
+                .key(inner.record_key(&info.key))
+                .key(inner.cancel_key(&info.key))
+                .arg(info.status.code())
+                .arg(json)
+                .arg(inner.ttl_ms(info));
+            let answer: Vec<String> = timeout(
+                inner.settings.op_timeout,
+                invocation.invoke_async(&mut connection),
+            )
+            .await?;
+            match answer.first().map(String::as_str) {
+                Some("ok") => {
+                    inner.local().insert(info.key.clone());
+                    Ok(())
+                }
+                Some("in_flight") => Err(ClaimError::InFlight),
+                Some("rejected") => {
+                    let previous = answer
+                        .get(1)
+                        .ok_or_else(|| StoreError::new("rejected record without data"))?;
+                    Err(ClaimError::Rejected(Box::new(decode(previous)?)))
+                }
+                other => Err(StoreError::new(format!("unexpected claim answer {other:?}")).into()),
+            }
+        })
+    }
+
+    fn save<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            if info.status.is_terminal() {
+                inner.local().remove(&info.key);
+            }
+            let json = encode(info)?;
+            let mut connection = inner.connection.clone();
+            let mut invocation = inner.save.prepare_invoke();
+            invocation
+                .key(inner.record_key(&info.key))
+                .arg(info.status.code())
+                .arg(json)
+                .arg(inner.ttl_ms(info));
+            let _: i64 = timeout(
+                inner.settings.op_timeout,
+                invocation.invoke_async(&mut connection),
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            inner.local().remove(key);
+            let mut connection = inner.connection.clone();
+            timeout(inner.settings.op_timeout, async {
+                connection
+                    .del::<_, ()>(&[inner.record_key(key), inner.cancel_key(key)])
+                    .await
+            })
+            .await
+        })
+    }
+
+    fn load<'a>(
+        &'a self,
+        key: &'a UploadKey,
+    ) -> StoreFuture<'a, Result<Option<UploadInfo>, StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut connection = inner.connection.clone();
+            let json: Option<String> = timeout(inner.settings.op_timeout, async {
+                connection.hget(inner.record_key(key), "info").await
+            })
+            .await?;
+            json.as_deref().map(decode).transpose()
+        })
+    }
+
+    fn put_file_size<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        size: u64,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut connection = inner.connection.clone();
+            let ttl = inner.settings.retention.as_millis() as u64;
+            timeout(inner.settings.op_timeout, async {
+                connection
+                    .pset_ex::<_, _, ()>(inner.size_key(key), size, ttl.max(1))
+                    .await
+            })
+            .await
+        })
+    }
+
+    fn take_file_size<'a>(
+        &'a self,
+        key: &'a UploadKey,
+    ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut connection = inner.connection.clone();
+            timeout(inner.settings.op_timeout, async {
+                connection
+                    .get_del::<_, Option<u64>>(inner.size_key(key))
+                    .await
+            })
+            .await
+        })
+    }
+
+    fn request_cancel<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut connection = inner.connection.clone();
+            let ttl = inner.settings.lease.as_millis() as u64;
+            timeout(inner.settings.op_timeout, async {
+                connection
+                    .pset_ex::<_, _, ()>(inner.cancel_key(key), 1, ttl.max(1))
+                    .await
+            })
+            .await
+        })
+    }
+
+    fn retention(&self) -> Duration {
+        self.inner.settings.retention
+    }
+
+    fn progress_interval(&self) -> Option<Duration> {
+        Some(self.inner.settings.progress_interval)
+    }
+
+    fn watch_cancels(&self, on_cancel: CancelCallback) {
+        let _ = self.inner.on_cancel.set(on_cancel);
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("settings", &self.inner.settings)
+            .field("local_uploads", &self.inner.local().len())
+            .finish_non_exhaustive()
+    }
+}

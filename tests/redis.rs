@@ -1,0 +1,294 @@
+//! Two server instances sharing a real Redis server: progress, cancel, conflicts and
+//! rejections across instances, and Redis going away and coming back.
+//!
+//! Needs `redis-server` on the PATH (`scripts/test` installs it).
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use tower_upload_state::{RedisStore, UploadRegistry};
+
+/// A `redis-server` child process on a loopback port, killed on drop.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    async fn start() -> Self {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self { port, child: None };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)");
+        self.child = Some(child);
+        let port = self.port;
+        eventually(
+            "redis-server answers PING",
+            || async move { ping(port).await },
+        )
+        .await;
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut answer = [0u8; 7];
+    stream.read_exact(&mut answer).await.is_ok() && &answer == b"+PONG\r\n"
+}
+
+async fn instance(redis: &RedisServer) -> TestServer {
+    let store = RedisStore::builder(redis.url())
+        .progress_interval(Duration::from_millis(20))
+        .cancel_poll_interval(Duration::from_millis(20))
+        .op_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("connect to redis");
+    TestServer::start_with_registry(UploadRegistry::with_store(store), |layer| {
+        layer.max_file_size(Some(8 << 20))
+    })
+    .await
+}
+
+async fn status_code(server: &TestServer, key: &str) -> u16 {
+    send(
+        server.addr,
+        "GET",
+        &format!("/status?key={key}&command=status"),
+        &[],
+        b"",
+    )
+    .await
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_and_results_are_visible_from_the_other_instance() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    let content = pattern(2 << 20, 1);
+    let body = MultipartBody::new()
+        .file("shared.bin", "application/octet-stream", &content)
+        .finish();
+    let mut request = StreamingRequest::open(
+        a.addr,
+        "POST",
+        "/upload?key=across",
+        &body.headers(),
+        Some(body.bytes.len() as u64),
+    )
+    .await;
+    request.write(&body.bytes[..1 << 20]).await;
+    eventually("instance B sees A's progress", || async {
+        let seen = b.status("across").await;
+        seen["status"] == 1 && seen["bytesUploaded"].as_u64().unwrap() > 0
+    })
+    .await;
+    assert_eq!(b.status("across").await["size"], body.bytes.len());
+    // The key is in flight on A: B refuses a second upload for it.
+    let conflict = b.post_upload("key=across", &body).await;
+    assert_eq!(conflict.status, 409, "{conflict:?}");
+    request.write(&body.bytes[1 << 20..]).await;
+    assert_eq!(request.response().await.status, 200);
+    let on_b = b.status("across").await;
+    assert_eq!(
+        on_b,
+        json!({"status":2,"error":-1,"bytesUploaded":content.len(),"size":content.len(),"serverMessage":""})
+    );
+    assert_eq!(
+        sha256(&std::fs::read(a.uploads().join("shared.bin")).unwrap()),
+        sha256(&content)
+    );
+    assert!(
+        b.saved_files().is_empty(),
+        "the file is where it was uploaded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_one_instance_stops_the_upload_on_the_other() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    let body = MultipartBody::new()
+        .file("stop.bin", "application/octet-stream", &pattern(4 << 20, 2))
+        .finish();
+    let mut request = StreamingRequest::open(
+        a.addr,
+        "POST",
+        "/upload?key=stopme",
+        &body.headers(),
+        Some(body.bytes.len() as u64),
+    )
+    .await;
+    request.write(&body.bytes[..500_000]).await;
+    eventually("B sees the upload", || async {
+        b.status("stopme").await["status"] == 1
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    let answer = b.command("stopme", "cancel").await;
+    assert_eq!(answer["status"], 1, "the state when asked");
+    // The client stalls; the cancel must still land on A, within the poll interval.
+    let response = request.response_now().await;
+    let took = asked.elapsed();
+    assert_eq!(response.status, 409, "{response:?}");
+    assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+    eventually("B sees status 4", || async {
+        b.status("stopme").await["status"] == 4
+    })
+    .await;
+    a.assert_no_temp_files().await;
+    assert!(a.saved_files().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_and_a_file_size_answer_are_shared() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    let head = MultipartBody::new().headers();
+    let refused =
+        StreamingRequest::open(a.addr, "POST", "/upload?key=toobig", &head, Some(100 << 20))
+            .await
+            .response_now()
+            .await;
+    assert_eq!(refused.status, 413);
+    // Chromium's re-sent POST may reach the other instance: same verdict, at once.
+    let again =
+        StreamingRequest::open(b.addr, "POST", "/upload?key=toobig", &head, Some(100 << 20))
+            .await
+            .response_now()
+            .await;
+    assert_eq!(again.status, 413);
+    assert_eq!(again.json(), refused.json());
+    let body = MultipartBody::new()
+        .file("f", "text/plain", b"12345")
+        .finish();
+    assert_eq!(
+        a.post_upload("key=sized&command=fileSize", &body)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        b.command("sized", "fileSize").await,
+        json!({"fileSize": body.bytes.len()})
+    );
+    assert_eq!(
+        a.command("sized", "fileSize").await["fileSize"],
+        json!(null),
+        "read once, anywhere"
+    );
+    assert_eq!(b.status("nobody").await["status"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_survive_redis_going_away_and_status_recovers() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    let content = pattern(1 << 20, 3);
+    let body = MultipartBody::new()
+        .file("kept.bin", "application/octet-stream", &content)
+        .finish();
+    let mut request = StreamingRequest::open(
+        a.addr,
+        "POST",
+        "/upload?key=outage",
+        &body.headers(),
+        Some(body.bytes.len() as u64),
+    )
+    .await;
+    request.write(&body.bytes[..300_000]).await;
+    eventually("B sees the upload", || async {
+        b.status("outage").await["status"] == 1
+    })
+    .await;
+    redis.kill();
+    // The upload goes on and is kept.
+    request.write(&body.bytes[300_000..]).await;
+    let response = request.response().await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        sha256(&std::fs::read(a.uploads().join("kept.bin")).unwrap()),
+        sha256(&content)
+    );
+    // Status answers degrade with a clear error, on both instances.
+    let degraded = send(b.addr, "GET", "/status?key=outage&command=status", &[], b"").await;
+    assert_eq!(degraded.status, 503, "{degraded:?}");
+    assert_eq!(degraded.json()["error"], "store_unavailable");
+    // A new upload while Redis is down is still received and kept.
+    let during = MultipartBody::new()
+        .file("during.txt", "text/plain", b"while redis was down")
+        .finish();
+    assert_eq!(a.post_upload("key=during", &during).await.status, 200);
+    assert!(a.uploads().join("during.txt").is_file());
+    // Redis comes back (empty: no persistence); the connections recover by themselves.
+    redis.spawn().await;
+    eventually("B answers from Redis again", || async {
+        status_code(&b, "fresh").await == 200
+    })
+    .await;
+    let after = MultipartBody::new()
+        .file("after.txt", "text/plain", b"after")
+        .finish();
+    eventually("A registers in Redis again", || async {
+        a.post_upload("key=fresh", &after).await.status == 200
+    })
+    .await;
+    eventually("B sees A's new upload", || async {
+        b.status("fresh").await["status"] == 2
+    })
+    .await;
+    a.assert_no_temp_files().await;
+}
