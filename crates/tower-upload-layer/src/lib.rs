@@ -108,6 +108,10 @@
 //! to uploads belong outside this layer; a `TimeoutLayer` outside it ends long uploads, which
 //! are then recorded as disconnects (status 8) and cleaned up.
 //!
+//! With the `tracing` feature, every upload request runs in an `upload` span (keys, `cid`,
+//! declared size, file name) and every transition and rejection is an event; I/O errors are
+//! logged with their cause, which the client's message leaves out.
+//!
 //! The layer needs a tokio runtime with the time driver (as axum, hyper-util and tonic
 //! servers have).
 
@@ -122,6 +126,7 @@ mod names;
 mod service;
 mod sink;
 mod stream;
+mod trace;
 mod upload;
 
 pub use answer::http_status;

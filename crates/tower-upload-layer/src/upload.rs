@@ -28,6 +28,7 @@ use crate::file::{blocking, discard, persist, sweep_orphans, PersistError, TempU
 use crate::names::sanitize_file_name;
 use crate::sink::{FileWriter, SinkFile, UploadSink};
 use crate::stream::{BodyError, BodyStream, Gauge};
+use crate::trace::trace;
 use crate::BoxError;
 
 type Multipart = multer::Multipart<'static>;
@@ -106,9 +107,19 @@ where
         Some(_) => Arc::new(std::mem::take(&mut parts.headers)),
         None => Arc::default(),
     };
-    Job::new(config, handles, headers, cid)
-        .run(body, boundary, declared)
-        .await
+    let job = Job::new(config, handles, headers, cid.clone()).run(body, boundary, declared);
+    #[cfg(feature = "tracing")]
+    let job = tracing::Instrument::instrument(
+        job,
+        tracing::info_span!(
+            "upload",
+            keys = query.key.as_deref().unwrap_or_default(),
+            cid = cid.as_deref().unwrap_or_default(),
+            declared_size = declared,
+            file_name = tracing::field::Empty,
+        ),
+    );
+    job.await
 }
 
 /// The widget's iframe transport posts `command=fileSize` first: keep the size, not the body.
@@ -190,6 +201,7 @@ async fn register(
 }
 
 fn claim_error(error: ClaimError) -> Response<Bytes> {
+    trace!(info, reason = %error, "upload not registered");
     match error {
         ClaimError::InFlight => protocol_error(StatusCode::CONFLICT, "upload_in_progress", error),
         ClaimError::Rejected(previous) => {
@@ -466,6 +478,9 @@ impl Job {
             info.file_name = Some(raw_name.clone());
             info.mime_type = Some(mime_type.clone());
         });
+        #[cfg(feature = "tracing")]
+        tracing::Span::current().record("file_name", raw_name.as_str());
+        trace!(debug, key = %handle.key(), mime_type, "file part started");
         // A store failure must not stop the upload; the status degrades, the file is kept.
         let _ = handle.set_status(UploadStatus::Started).await;
 
@@ -617,6 +632,7 @@ impl Job {
         let info = handle
             .finish(UploadStatus::Finished, FileError::None, None)
             .await;
+        trace!(info, key = %info.key, bytes = info.bytes_uploaded, path = ?path, "upload finished");
         self.done.push((info, path));
         Ok(())
     }
@@ -653,6 +669,14 @@ impl Job {
     /// Ends the key in progress and every key not reached with `failure`; keys already
     /// finished keep their files.
     async fn fail(mut self, failure: Failure) -> Response<Bytes> {
+        trace!(
+            info,
+            status = %failure.status,
+            error = %failure.error,
+            http = failure.http.as_u16(),
+            message = %failure.message,
+            "upload failed"
+        );
         let message = Some(failure.message.clone()).filter(|message| !message.is_empty());
         let unfinished: Vec<UploadHandle> = self
             .current
@@ -701,6 +725,11 @@ impl Drop for Job {
             })
             .collect();
         drop(unfinished);
+        trace!(
+            info,
+            keys = events_for_keys.len(),
+            "upload dropped before it ended"
+        );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 for event in events_for_keys {
@@ -764,11 +793,16 @@ fn event_failure(error: EventError, code: FileError) -> Failure {
             message,
         )
         .with_http(status),
-        EventErrorKind::Failed(_) => Failure::new(
-            UploadStatus::ErrorUploading,
-            code,
-            "the server failed to process the upload",
-        ),
+        EventErrorKind::Failed(error) => {
+            trace!(warn, %error, "an upload event handler failed");
+            #[cfg(not(feature = "tracing"))]
+            let _ = error;
+            Failure::new(
+                UploadStatus::ErrorUploading,
+                code,
+                "the server failed to process the upload",
+            )
+        }
     }
 }
 
@@ -804,6 +838,7 @@ fn body_failure(error: BodyError) -> Failure {
 
 /// A file-system failure. The message names the kind of problem, never a server path.
 fn io_failure(error: &io::Error, code: FileError, what: &str) -> Failure {
+    trace!(warn, %error, what, "upload I/O failure");
     let cause = match error.kind() {
         io::ErrorKind::StorageFull => "no space left",
         io::ErrorKind::PermissionDenied => "permission denied",

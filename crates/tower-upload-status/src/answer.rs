@@ -62,7 +62,10 @@ pub(crate) fn file_size(size: Option<u64>) -> StatusResponse {
 
 /// 503 for a failed store. The store's error stays in the log: it may name internal hosts.
 pub(crate) fn store_unavailable(error: &StoreError) -> StatusResponse {
+    #[cfg(feature = "tracing")]
     tracing::warn!(%error, "upload status: the upload store failed");
+    #[cfg(not(feature = "tracing"))]
+    let _ = error;
     json(
         StatusCode::SERVICE_UNAVAILABLE,
         Bytes::from_static(STORE_UNAVAILABLE_JSON),

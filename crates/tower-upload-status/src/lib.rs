@@ -101,7 +101,7 @@
 //!
 //! The checks run in this order: method, query, key, command. The 503 message does not
 //! repeat the store's error, which may name internal hosts; the error is logged with
-//! [`tracing`](https://docs.rs/tracing) at `WARN` level instead.
+//! [`tracing`](https://docs.rs/tracing) at `WARN` level instead (with the `tracing` feature).
 //!
 //! Every answer, errors included, has `Content-Type: application/json` and
 //! `Cache-Control: no-store`.
