@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tempfile::NamedTempFile;
 use tokio::task::JoinHandle;
-use tower_upload_state::UploadHandle;
 
 use crate::config::OverwritePolicy;
 use crate::names::numbered;
@@ -44,7 +43,6 @@ struct WriteDone {
     file: NamedTempFile,
     /// The written batch, emptied, for reuse.
     batch: Vec<Bytes>,
-    written: usize,
     result: io::Result<()>,
 }
 
@@ -74,51 +72,48 @@ impl TempUpload {
     }
 
     /// Queues `chunk`; once a batch is full, waits for the previous write and starts this one.
-    /// Written bytes are counted into `progress`.
-    pub(crate) async fn push(&mut self, chunk: Bytes, progress: &UploadHandle) -> io::Result<()> {
+    pub(crate) async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
         self.pending_len += chunk.len();
         self.pending.push(chunk);
         if self.pending_len >= self.buffer_size {
-            self.start_write(progress).await?;
+            self.start_write().await?;
         }
         Ok(())
     }
 
     /// Writes what is left, waits for it, and hands over the closed file.
-    pub(crate) async fn finish(mut self, progress: &UploadHandle) -> io::Result<NamedTempFile> {
+    pub(crate) async fn finish(mut self) -> io::Result<NamedTempFile> {
         if self.pending_len > 0 {
-            self.start_write(progress).await?;
+            self.start_write().await?;
         }
-        self.wait_write(progress).await?;
+        self.wait_write().await?;
         Ok(self.file.take().expect("no write is in flight"))
     }
 
-    async fn wait_write(&mut self, progress: &UploadHandle) -> io::Result<()> {
+    async fn wait_write(&mut self) -> io::Result<()> {
         let Some(writing) = self.writing.take() else {
             return Ok(());
         };
         let done = writing.await.map_err(io::Error::other)?;
         self.file = Some(done.file);
         done.result?;
-        progress.add_bytes(done.written as u64);
         if self.pending.is_empty() {
             self.pending = done.batch;
         }
         Ok(())
     }
 
-    async fn start_write(&mut self, progress: &UploadHandle) -> io::Result<()> {
-        self.wait_write(progress).await?;
+    async fn start_write(&mut self) -> io::Result<()> {
+        self.wait_write().await?;
         let mut file = self.file.take().expect("no write is in flight");
         let mut batch = mem::take(&mut self.pending);
-        let written = mem::take(&mut self.pending_len);
+        self.pending_len = 0;
         self.writing = Some(tokio::task::spawn_blocking(move || {
             let result = write_all_vectored(file.as_file_mut(), &batch);
             batch.clear();
             WriteDone {
                 file,
                 batch,
-                written,
                 result,
             }
         }));
@@ -260,14 +255,6 @@ pub(crate) fn sweep_orphans(dir: &Path, min_age: std::time::Duration) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tower_upload_state::{UploadInfo, UploadKey, UploadRegistry};
-
-    async fn handle(registry: &UploadRegistry) -> UploadHandle {
-        registry
-            .begin(UploadInfo::new(UploadKey::parse("k").unwrap()))
-            .await
-            .unwrap()
-    }
 
     fn files_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -279,21 +266,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn batches_reach_the_file_in_order_and_count_progress() {
+    async fn batches_reach_the_file_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = UploadRegistry::new();
-        let progress = handle(&registry).await;
         let mut upload = TempUpload::create(dir.path().to_owned(), 10).await.unwrap();
         let mut expected = Vec::new();
         for i in 0..100u8 {
             let chunk = vec![i; (i % 7 + 1) as usize];
             expected.extend_from_slice(&chunk);
-            upload.push(Bytes::from(chunk), &progress).await.unwrap();
+            upload.push(Bytes::from(chunk)).await.unwrap();
         }
-        let file = upload.finish(&progress).await.unwrap();
+        let file = upload.finish().await.unwrap();
         assert_eq!(std::fs::read(file.path()).unwrap(), expected);
-        assert_eq!(progress.bytes_uploaded(), expected.len() as u64);
-        progress.abandon().await;
     }
 
     #[cfg(unix)]
@@ -301,18 +284,13 @@ mod tests {
     async fn temp_files_are_private_and_deleted_on_drop() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let registry = UploadRegistry::new();
-        let progress = handle(&registry).await;
         let mut upload = TempUpload::create(dir.path().to_owned(), 4).await.unwrap();
         let path = upload.path().unwrap().to_owned();
         let name = path.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        upload
-            .push(Bytes::from_static(b"12345678"), &progress)
-            .await
-            .unwrap();
+        upload.push(Bytes::from_static(b"12345678")).await.unwrap();
         drop(upload);
         // Deletion runs on the blocking pool.
         for _ in 0..100 {
@@ -323,7 +301,6 @@ mod tests {
         }
         assert!(!path.exists());
         assert!(files_in(dir.path()).is_empty());
-        progress.abandon().await;
     }
 
     async fn temp_with(dir: &Path, content: &[u8]) -> NamedTempFile {

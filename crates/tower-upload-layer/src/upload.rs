@@ -280,31 +280,27 @@ impl Writer {
         })
     }
 
-    async fn push(&mut self, chunk: Bytes, progress: &UploadHandle) -> io::Result<()> {
+    async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
         match self {
-            Self::Disk(temp) => temp.push(chunk, progress).await,
+            Self::Disk(temp) => temp.push(chunk).await,
             Self::Memory(chunks) => {
-                progress.add_bytes(chunk.len() as u64);
                 chunks.push(chunk);
                 Ok(())
             }
             Self::Custom(writer) => {
-                let len = chunk.len() as u64;
                 writer
                     .0
                     .as_mut()
                     .expect("open until finished")
                     .write(chunk)
-                    .await?;
-                progress.add_bytes(len);
-                Ok(())
+                    .await
             }
         }
     }
 
-    async fn finish(self, progress: &UploadHandle) -> io::Result<Received> {
+    async fn finish(self) -> io::Result<Received> {
         match self {
-            Self::Disk(temp) => Ok(Received::Disk(temp.finish(progress).await?)),
+            Self::Disk(temp) => Ok(Received::Disk(temp.finish().await?)),
             Self::Memory(chunks) => Ok(Received::Memory(concat(chunks))),
             Self::Custom(mut writer) => {
                 writer
@@ -571,15 +567,19 @@ impl Job {
                         .await
                         .map_err(|error| event_failure(error, FileError::FileWriting))?;
                 }
-                writer.push(chunk, handle).await.map_err(|error| {
+                let len = chunk.len() as u64;
+                writer.push(chunk).await.map_err(|error| {
                     io_failure(&error, FileError::FileWriting, "write the file")
                 })?;
+                // Counted as received, not as written: a batch reaches the disk later, and
+                // a slow upload must not look stalled meanwhile. Status 2 waits for the disk.
+                handle.add_bytes(len);
                 // Publishes progress to a shared store when due; free otherwise.
                 handle.checkpoint().await;
             }
         }
         let received_file = writer
-            .finish(handle)
+            .finish()
             .await
             .map_err(|error| io_failure(&error, FileError::FileWriting, "write the file"))?;
         handle.update(|info| info.size = Some(received));
