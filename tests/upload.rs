@@ -919,3 +919,27 @@ async fn unknown_keys_answer_no_such_file() {
     );
     assert_eq!(UploadStatus::NoSuchFile.code(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_counts_received_bytes_before_a_write_batch_fills() {
+    // The default write batch is 256 KiB; a slow client sending less must not look stalled.
+    let server = TestServer::start(|layer| layer.buffer_size(tower_upload_layer::DEFAULT_BUFFER_SIZE)).await;
+    let body = MultipartBody::new()
+        .file("slow.bin", "application/octet-stream", &pattern(1_000_000, 13))
+        .finish();
+    let mut request = StreamingRequest::open(
+        server.addr,
+        "POST",
+        "/upload?key=slow",
+        &body.headers(),
+        Some(body.bytes.len() as u64),
+    )
+    .await;
+    request.write(&body.bytes[..100_000]).await;
+    eventually("received bytes show before the first batch is written", || async {
+        let bytes = server.status("slow").await["bytesUploaded"].as_u64().unwrap();
+        bytes > 90_000 && bytes < 100_000
+    })
+    .await;
+    request.disconnect();
+}
