@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use tower::{service_fn, ServiceExt};
-use tower_upload::{UploadLayer, UploadRegistry};
 use tower_layer::Layer;
+use tower_upload::{UploadLayer, UploadRegistry};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -54,17 +54,28 @@ async fn uploads_run_in_a_span_and_report_outcomes() {
     let layer = UploadLayer::new(UploadRegistry::new())
         .upload_dir(dir.path())
         .max_file_size(Some(4));
-    let ok = layer.layer(app).oneshot(multipart("a.txt", "abc")).await.unwrap();
+    let ok = layer
+        .layer(app)
+        .oneshot(multipart("a.txt", "abc"))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     let layer = UploadLayer::new(UploadRegistry::new())
         .upload_dir(dir.path())
         .max_file_size(Some(4));
-    let too_big = layer.layer(app).oneshot(multipart("b.txt", "abcdef")).await.unwrap();
+    let too_big = layer
+        .layer(app)
+        .oneshot(multipart("b.txt", "abcdef"))
+        .await
+        .unwrap();
     assert_eq!(too_big.status(), 413);
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("upload{keys=\"traced\" cid=\"c1\""), "{log}");
     assert!(log.contains("file_name=\"a.txt\""), "{log}");
     assert!(log.contains("upload finished"), "{log}");
-    assert!(log.contains("upload failed") && log.contains("file is larger than the 4 bytes limit"), "{log}");
+    assert!(
+        log.contains("upload failed") && log.contains("file is larger than the 4 bytes limit"),
+        "{log}"
+    );
 }

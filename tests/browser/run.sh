@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Browser tests: the real Ignite UI igUpload widget and the demo's own page, in headless
+# Debian Chromium driven by playwright-core, against the demo server (examples/demo.rs).
+#
+#   bash tests/browser/run.sh
+#
+# Idempotent: installs only what is missing (Debian `chromium` with apt; the npm packages
+# pinned in package-lock.json through scripts/install-widget; never a Playwright browser
+# download), builds the demo, starts it on a free loopback port with a fresh upload folder
+# and a 1 MiB file limit, runs the tests with node's test runner and stops the server.
+# Screenshots and the server's log land in tests/browser/screenshots/ (git-ignored).
+# CHROMIUM=/path/to/chrome overrides the browser.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+artifacts="$here/screenshots"
+max_file_size=1048576 # 1 MiB: the oversize scenarios go over it
+
+say() { printf '==> %s\n' "$*"; }
+
+# 1. The browser: Debian's chromium.
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x $CHROMIUM ]]; then
+  if [[ $CHROMIUM != /usr/bin/chromium ]]; then
+    echo "run.sh: CHROMIUM=$CHROMIUM is not an executable" >&2
+    exit 1
+  fi
+  say "installing chromium with apt"
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
+fi
+
+# 2. Node packages: playwright-core and the widget (ignite-ui, jquery, jquery-ui).
+if ! command -v node >/dev/null 2>&1; then
+  echo "run.sh: node not found; install Node.js 20 or later with npm (Debian: apt-get install nodejs npm)" >&2
+  exit 1
+fi
+for package in playwright-core ignite-ui jquery jquery-ui; do
+  if [[ ! -f $here/node_modules/$package/package.json ]]; then
+    say "installing the npm packages"
+    "$root/scripts/install-widget"
+    break
+  fi
+done
+
+# 3. The demo (a debug build: it shares its dependencies with `cargo test`).
+say "building the demo"
+(cd "$root" && cargo build --quiet --example demo)
+target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+  node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))')"
+demo="$target_dir/debug/examples/demo"
+
+# 4. Start it: port 0 lets the kernel pick a free port; the demo prints its URL.
+work="$(mktemp -d "${TMPDIR:-/tmp}/tower-upload-browser.XXXXXX")"
+rm -rf "$artifacts"
+mkdir -p "$artifacts"
+server_pid=""
+cleanup() {
+  local status=$?
+  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  cp "$work/demo.log" "$artifacts/demo-server.log" 2>/dev/null || true
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$demo" --addr 127.0.0.1:0 --upload-dir "$work/uploads" --max-file-size "$max_file_size" \
+  >"$work/demo.log" 2>&1 &
+server_pid=$!
+
+url=""
+for _ in $(seq 300); do
+  url="$(grep -o -m1 'http://127\.0\.0\.1:[0-9]*' "$work/demo.log" || true)"
+  [[ -n $url ]] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    cat "$work/demo.log" >&2
+    echo "run.sh: the demo exited before it listened" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+if [[ -z $url ]]; then
+  echo "run.sh: the demo did not print its address within 30 s" >&2
+  exit 1
+fi
+node -e '
+  const url = process.argv[1];
+  const deadline = Date.now() + 10000;
+  (async () => {
+    for (;;) {
+      try { if ((await fetch(url)).ok) return; } catch {}
+      if (Date.now() > deadline) { console.error(`run.sh: ${url} does not answer`); process.exit(1); }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();' "$url/"
+say "demo on $url (pid $server_pid), uploads in $work/uploads"
+
+# 5. The tests, one file after the other (they check the shared upload folder).
+say "running the browser tests"
+DEMO_URL="$url" DEMO_UPLOAD_DIR="$work/uploads" DEMO_MAX_FILE_SIZE="$max_file_size" \
+  node --test --test-reporter=spec --test-concurrency=1 \
+  "$here/igupload.test.mjs" "$here/demo-page.test.mjs" "$here/metrics.test.mjs"
