@@ -923,9 +923,14 @@ async fn unknown_keys_answer_no_such_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_counts_received_bytes_before_a_write_batch_fills() {
     // The default write batch is 256 KiB; a slow client sending less must not look stalled.
-    let server = TestServer::start(|layer| layer.buffer_size(tower_upload_layer::DEFAULT_BUFFER_SIZE)).await;
+    let server =
+        TestServer::start(|layer| layer.buffer_size(tower_upload_layer::DEFAULT_BUFFER_SIZE)).await;
     let body = MultipartBody::new()
-        .file("slow.bin", "application/octet-stream", &pattern(1_000_000, 13))
+        .file(
+            "slow.bin",
+            "application/octet-stream",
+            &pattern(1_000_000, 13),
+        )
         .finish();
     let mut request = StreamingRequest::open(
         server.addr,
@@ -936,10 +941,76 @@ async fn progress_counts_received_bytes_before_a_write_batch_fills() {
     )
     .await;
     request.write(&body.bytes[..100_000]).await;
-    eventually("received bytes show before the first batch is written", || async {
-        let bytes = server.status("slow").await["bytesUploaded"].as_u64().unwrap();
-        bytes > 90_000 && bytes < 100_000
-    })
+    eventually(
+        "received bytes show before the first batch is written",
+        || async {
+            let bytes = server.status("slow").await["bytesUploaded"]
+                .as_u64()
+                .unwrap();
+            bytes > 90_000 && bytes < 100_000
+        },
+    )
     .await;
     request.disconnect();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sniffing_refuses_content_that_lies_about_its_type() {
+    let server = TestServer::start(|layer| {
+        layer
+            .allowed_mime_types(
+                "image/*|application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            )
+            .sniff_mime_types(true)
+    })
+    .await;
+    let mut exe = b"MZ\x90\x00\x03\x00\x00\x00".to_vec();
+    exe.extend(pattern(100_000, 14));
+    let cases: [(&str, &str, Vec<u8>, u16); 5] = [
+        ("cat.png", "image/png", exe, 415),
+        (
+            "xss.png",
+            "image/png",
+            b"  <html><script>alert(1)</script>".to_vec(),
+            415,
+        ),
+        (
+            "real.png",
+            "image/png",
+            [&b"\x89PNG\r\n\x1a\n"[..], &pattern(2000, 15)].concat(),
+            200,
+        ),
+        ("tiny.png", "image/png", b"\x89P".to_vec(), 200),
+        (
+            "report.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            [&b"PK\x03\x04"[..], &pattern(700, 16)].concat(),
+            200,
+        ),
+    ];
+    for (i, (name, declared, content, expected)) in cases.iter().enumerate() {
+        let body = MultipartBody::new().file(name, declared, content).finish();
+        let response = server.post_upload(&format!("key=sniff{i}"), &body).await;
+        assert_eq!(response.status, *expected, "{name}: {response:?}");
+        if *expected == 415 {
+            let answer = response.json();
+            assert_eq!(
+                (answer["status"].clone(), answer["error"].clone()),
+                (json!(6), json!(1)),
+                "{name}"
+            );
+            assert!(
+                answer["serverMessage"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("the file's content is "),
+                "{answer}"
+            );
+        }
+    }
+    assert_eq!(
+        server.saved_files(),
+        ["real.png", "report.docx", "tiny.png"]
+    );
+    server.assert_no_temp_files().await;
 }

@@ -151,6 +151,7 @@ pub(crate) struct Config {
     pub(crate) max_fields: usize,
     pub(crate) max_field_size: usize,
     pub(crate) allowed_mime_types: MimeFilter,
+    pub(crate) sniff_mime_types: bool,
     pub(crate) buffer_size: usize,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) overwrite: OverwritePolicy,
@@ -178,6 +179,7 @@ impl Config {
             max_fields: DEFAULT_MAX_FIELDS,
             max_field_size: DEFAULT_MAX_FIELD_SIZE,
             allowed_mime_types: MimeFilter::any(),
+            sniff_mime_types: false,
             buffer_size: DEFAULT_BUFFER_SIZE,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             overwrite: OverwritePolicy::default(),
@@ -231,6 +233,7 @@ impl fmt::Debug for Config {
             .field("max_fields", &self.max_fields)
             .field("max_field_size", &self.max_field_size)
             .field("allowed_mime_types", &self.allowed_mime_types)
+            .field("sniff_mime_types", &self.sniff_mime_types)
             .field("buffer_size", &self.buffer_size)
             .field("idle_timeout", &self.idle_timeout)
             .field("overwrite", &self.overwrite)

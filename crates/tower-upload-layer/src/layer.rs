@@ -63,6 +63,7 @@ impl UploadLayer {
     /// | [`max_part_header_size`](Self::max_part_header_size) | 16 KiB |
     /// | [`max_fields`](Self::max_fields) / [`max_field_size`](Self::max_field_size) | 64 / 64 KiB |
     /// | [`allowed_mime_types`](Self::allowed_mime_types) | `*` |
+    /// | [`sniff_mime_types`](Self::sniff_mime_types) | off |
     /// | [`buffer_size`](Self::buffer_size) | 256 KiB |
     /// | [`idle_timeout`](Self::idle_timeout) | 30 s |
     /// | [`overwrite`](Self::overwrite) | [`OverwritePolicy::UniqueSuffix`] |
@@ -177,6 +178,19 @@ impl UploadLayer {
     pub fn allowed_mime_types(mut self, types: impl AsRef<str>) -> Self {
         let filter: MimeFilter = types.as_ref().parse().unwrap_or_default();
         self.config().allowed_mime_types = filter;
+        self
+    }
+
+    /// Also checks a file's first bytes against [`allowed_mime_types`](Self::allowed_mime_types),
+    /// so that a client cannot pass an executable or an HTML page off as an image by
+    /// declaring `image/png`. Known signatures (images, PDF, archives, executables, audio,
+    /// video, HTML, SVG, XML) must be allowed types; content of no known signature is judged
+    /// by its declared type alone, and ZIP content passes when an allowed ZIP-based type
+    /// (an office document, a JAR, an EPUB) was declared. Off by default; no effect while every
+    /// type is allowed. A refusal is 415, status 6, error 1, the file deleted.
+    #[must_use]
+    pub fn sniff_mime_types(mut self, sniff: bool) -> Self {
+        self.config().sniff_mime_types = sniff;
         self
     }
 

@@ -68,7 +68,7 @@
 //! |---|---|---|
 //! | upload, success | 200 `{"status":2,"error":-1,"bytesUploaded":N,"size":N}` | 2 / -1 |
 //! | file larger than `max_file_size` (or `Content-Length` proves it) | 413 | 5 / 2 |
-//! | type not in `allowed_mime_types` | 415 | 6 / 1 |
+//! | type not in `allowed_mime_types` (declared, or sniffed with `sniff_mime_types`) | 415 | 6 / 1 |
 //! | unusable file name | 400 | 6 / 0 |
 //! | malformed multipart | 400 | 6 / 4 |
 //! | part headers too large | 431 | 6 / 4 |
@@ -125,6 +125,7 @@ mod layer;
 mod names;
 mod service;
 mod sink;
+mod sniff;
 mod stream;
 mod trace;
 mod upload;

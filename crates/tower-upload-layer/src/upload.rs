@@ -27,6 +27,7 @@ use crate::events::{
 use crate::file::{blocking, discard, persist, sweep_orphans, PersistError, TempUpload};
 use crate::names::sanitize_file_name;
 use crate::sink::{FileWriter, SinkFile, UploadSink};
+use crate::sniff::{content_allowed, sniff, SNIFF_LEN};
 use crate::stream::{BodyError, BodyStream, Gauge};
 use crate::trace::trace;
 use crate::BoxError;
@@ -538,6 +539,9 @@ impl Job {
             (_, limit) => limit,
         };
         let watch_chunks = events.filter(|events| events.has_uploading());
+        // The first bytes, while they are still needed to check the content's type.
+        let mut head = (config.sniff_mime_types && !config.allowed_mime_types.is_any())
+            .then(|| Vec::with_capacity(SNIFF_LEN));
         let mut received = 0u64;
         {
             let mut cancelled = pin!(handle.cancelled());
@@ -553,6 +557,14 @@ impl Job {
                 if let Some(max) = max {
                     if received > max {
                         return Err(Failure::file_too_large(max));
+                    }
+                }
+                if let Some(buffer) = head.as_mut() {
+                    let wanted = (SNIFF_LEN - buffer.len()).min(chunk.len());
+                    buffer.extend_from_slice(&chunk[..wanted]);
+                    if buffer.len() == SNIFF_LEN {
+                        check_content(config, &mime_type, buffer)?;
+                        head = None;
                     }
                 }
                 if let Some(events) = watch_chunks {
@@ -577,6 +589,9 @@ impl Job {
                 // Publishes progress to a shared store when due; free otherwise.
                 handle.checkpoint().await;
             }
+        }
+        if let Some(buffer) = head {
+            check_content(config, &mime_type, &buffer)?;
         }
         let received_file = writer
             .finish()
@@ -738,6 +753,23 @@ impl Drop for Job {
             });
         }
     }
+}
+
+/// Refuses a file whose first bytes show a type that is not allowed.
+fn check_content(config: &Config, declared: &str, head: &[u8]) -> Result<(), Failure> {
+    let sniffed = sniff(head);
+    if content_allowed(&config.allowed_mime_types, declared, sniffed) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        UploadStatus::ErrorUploading,
+        FileError::MimeTypeValidation,
+        format!(
+            "the file's content is {}, not an allowed type (allowed: {})",
+            sniffed.unwrap_or("unknown"),
+            config.allowed_mime_types
+        ),
+    ))
 }
 
 fn usable_name(raw: &str) -> Result<String, Failure> {
