@@ -78,8 +78,8 @@ pub use tower_upload_state as state;
 pub use tower_upload_status as status;
 
 pub use tower_upload_layer::{
-    EventError, FinishOptions, MimeFilter, OverwritePolicy, StartOptions, Upload, UploadFinished,
-    UploadFinishing, UploadLayer, UploadSink, UploadStarting,
+    BoxError, EventError, FinishOptions, MimeFilter, OverwritePolicy, ResponseBody, StartOptions,
+    Upload, UploadFinished, UploadFinishing, UploadLayer, UploadSink, UploadStarting,
 };
 pub use tower_upload_state::{
     FileError, MemoryStore, ProgressStore, UploadInfo, UploadKey, UploadRegistry, UploadStatus,

@@ -112,6 +112,11 @@
 //! declared size, file name) and every transition and rejection is an event; I/O errors are
 //! logged with their cause, which the client's message leaves out.
 //!
+//! tonic applies its own `Server::timeout`, `concurrency_limit_per_connection` and
+//! `load_shed` outside every user layer, so they reach uploads too: a tonic timeout ends an
+//! upload with an empty answer that the widget takes for a success. Leave them unset on a
+//! server that takes uploads, or set them well above the longest upload.
+//!
 //! The layer needs a tokio runtime with the time driver (as axum, hyper-util and tonic
 //! servers have).
 
