@@ -31,8 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_upload::{
-    EventError, FileError, StartOptions, UploadFinished, UploadLayer, UploadRegistry, UploadStarting,
-    UploadStatus, UploadStatusService,
+    EventError, FileError, StartOptions, UploadFinished, UploadLayer, UploadRegistry,
+    UploadStarting, UploadStatus, UploadStatusService,
 };
 
 const USAGE: &str = "\
@@ -356,7 +356,10 @@ async fn main() {
         .route("/vendor/{*path}", get(vendor))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(metrics))
-        .route_service(&args.status_path, UploadStatusService::new(registry.clone()))
+        .route_service(
+            &args.status_path,
+            UploadStatusService::new(registry.clone()),
+        )
         .with_state(AppState {
             demo: Arc::clone(&demo),
             registry,
@@ -554,7 +557,10 @@ impl axum::extract::FromRef<AppState> for Arc<Demo> {
 /// The registry's counters in Prometheus' text format.
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
         state.registry.metrics().to_prometheus(),
     )
         .into_response()
