@@ -681,6 +681,15 @@ impl Job {
         Ok(())
     }
 
+    /// The key in progress and the keys not reached, in order.
+    fn take_unfinished(&mut self) -> Vec<UploadHandle> {
+        self.current
+            .take()
+            .into_iter()
+            .chain(self.pending.drain(..))
+            .collect()
+    }
+
     /// Ends the key in progress and every key not reached with `failure`; keys already
     /// finished keep their files.
     async fn fail(mut self, failure: Failure) -> Response<Bytes> {
@@ -693,12 +702,7 @@ impl Job {
             "upload failed"
         );
         let message = Some(failure.message.clone()).filter(|message| !message.is_empty());
-        let unfinished: Vec<UploadHandle> = self
-            .current
-            .take()
-            .into_iter()
-            .chain(self.pending.drain(..))
-            .collect();
+        let unfinished = self.take_unfinished();
         for handle in unfinished {
             let info = handle
                 .finish(failure.status, failure.error, message.clone())
@@ -715,12 +719,7 @@ impl Drop for Job {
     /// fired, the server shut down): the handles record status 8 as they drop; the
     /// `upload_finished` handlers still hear of every key, from a spawned task.
     fn drop(&mut self) {
-        let unfinished: Vec<UploadHandle> = self
-            .current
-            .take()
-            .into_iter()
-            .chain(self.pending.drain(..))
-            .collect();
+        let unfinished = self.take_unfinished();
         let Some(events) = self.events.clone().filter(|_| !unfinished.is_empty()) else {
             return;
         };
