@@ -53,7 +53,10 @@ impl Failure {
         Self::new(
             UploadStatus::ErrorUploading,
             FileError::HeaderParsing,
-            format!("the upload request is malformed: {detail}"),
+            format!(
+                "the upload request is malformed: {}",
+                plain(&detail.to_string())
+            ),
         )
     }
 
@@ -91,6 +94,12 @@ impl Failure {
             message: info.server_message.clone().unwrap_or_default(),
         }
     }
+}
+
+/// `text` without the characters that make markup: messages can quote the request (a field
+/// name, multer's details) and the widget's pages may render them as HTML.
+fn plain(text: &str) -> String {
+    text.replace(['<', '>', '&'], "_")
 }
 
 /// The HTTP status of the answer to an upload that ended with `status` and `error`.

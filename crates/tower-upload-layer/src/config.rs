@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,8 +160,8 @@ pub(crate) struct Config {
     pub(crate) owner: Option<OwnerFn>,
     /// Shared by every clone of the layer and its services.
     pub(crate) limiter: Arc<Semaphore>,
-    /// Set once the orphan sweep has run for this configuration.
-    pub(crate) swept: Arc<AtomicBool>,
+    /// When the next orphan sweep is due, in milliseconds since the Unix epoch (0: now).
+    pub(crate) next_sweep: Arc<AtomicU64>,
 }
 
 impl Config {
@@ -187,7 +187,7 @@ impl Config {
             sink: UploadSink::Disk,
             owner: None,
             limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_UPLOADS)),
-            swept: Arc::new(AtomicBool::new(false)),
+            next_sweep: Arc::new(AtomicU64::new(0)),
         }
     }
 

@@ -408,18 +408,19 @@ impl UploadLayer {
     }
 
     /// Deletes temp files that a crash or kill left in the temp folder, older than the
-    /// registry's retention. Runs by itself once, on the first upload; call it at start-up to
-    /// run it sooner. Returns how many files were deleted.
+    /// registry's retention. Runs by itself on the first upload and then once per retention
+    /// period; call it at start-up to run it sooner. Returns how many files were deleted.
     ///
     /// # Errors
     ///
     /// The temp folder cannot be read (a missing folder is not an error).
     pub async fn sweep_orphans(&self) -> io::Result<usize> {
-        self.config
-            .swept
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         let dir = self.config.temp_dir();
         let min_age = self.config.registry.retention();
+        let next = crate::upload::now_millis().saturating_add(min_age.as_millis() as u64);
+        self.config
+            .next_sweep
+            .store(next, std::sync::atomic::Ordering::Relaxed);
         blocking(move || sweep_orphans(&dir, min_age)).await
     }
 }

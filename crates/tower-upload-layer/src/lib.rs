@@ -96,8 +96,8 @@
 //! as a whole: per-file errors of a batch do not reach it.
 //!
 //! No temp file outlives its upload: failures delete it, and so does dropping the response
-//! future (a `Drop` guard); the first upload sweeps what a crash left
-//! ([`UploadLayer::sweep_orphans`]).
+//! future (a `Drop` guard); the first upload, and then one every retention period, sweeps
+//! what a crash left ([`UploadLayer::sweep_orphans`]).
 //!
 //! # Ordering with other layers
 //!

@@ -38,6 +38,13 @@ const MARKUP: &[(&str, &str)] = &[
     ("<iframe", "text/html"),
     ("<svg", "image/svg+xml"),
     ("<?xml", "application/xml"),
+    ("<!--", "text/html"),
+];
+
+/// The other HTML openings of the WHATWG MIME Sniffing standard (7.1): a tag name, then a
+/// space or `>`.
+const HTML_TAGS: &[&str] = &[
+    "<head", "<h1", "<div", "<font", "<table", "<a", "<style", "<title", "<b", "<body", "<br", "<p",
 ];
 
 /// Declared types whose files are ZIP archives underneath (office documents, Java and Android
@@ -69,11 +76,18 @@ pub(crate) fn sniff(head: &[u8]) -> Option<&'static str> {
     let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
     let text = &text[start..];
-    MARKUP.iter().find_map(|(opening, mime_type)| {
-        let candidate = text.get(..opening.len())?;
-        candidate
-            .eq_ignore_ascii_case(opening.as_bytes())
-            .then_some(*mime_type)
+    let opens = |opening: &str| {
+        text.get(..opening.len())
+            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(opening.as_bytes()))
+    };
+    let markup = MARKUP
+        .iter()
+        .find_map(|(opening, mime_type)| opens(opening).then_some(*mime_type));
+    markup.or_else(|| {
+        HTML_TAGS
+            .iter()
+            .any(|tag| opens(tag) && matches!(text.get(tag.len()), Some(b' ' | b'>')))
+            .then_some("text/html")
     })
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub(crate) struct Gauge {
     /// While multer reads part headers: once this many bytes were pulled, asking for more
     /// means the headers are too large.
     header_limit_at: AtomicU64,
+    /// Whether a read already started past the header budget.
+    over_budget: AtomicBool,
 }
 
 impl Gauge {
@@ -32,6 +34,7 @@ impl Gauge {
         Arc::new(Self {
             pulled: AtomicU64::new(0),
             header_limit_at: AtomicU64::new(u64::MAX),
+            over_budget: AtomicBool::new(false),
         })
     }
 
@@ -42,6 +45,7 @@ impl Gauge {
             .load(Ordering::Relaxed)
             .saturating_add(limit as u64);
         self.header_limit_at.store(at, Ordering::Relaxed);
+        self.over_budget.store(false, Ordering::Relaxed);
     }
 
     pub(crate) fn end_headers(&self) {
@@ -197,7 +201,12 @@ where
             // Headers that still have not ended once their budget is spent are too large. A
             // read that starts within the budget is fine whatever its size: one socket read
             // can hold the rest of the headers and much of the part's data.
-            if before >= this.gauge.header_limit_at.load(Ordering::Relaxed) {
+            // multer may read one chunk more than it needs before it parses (it polls twice
+            // while it looks for the first boundary), so the first read past the budget passes;
+            // the upload path checks the parsed headers' size exactly.
+            if before >= this.gauge.header_limit_at.load(Ordering::Relaxed)
+                && this.gauge.over_budget.swap(true, Ordering::Relaxed)
+            {
                 return Poll::Ready(Some(Err(BodyError::HeadersTooLarge(*this.header_limit))));
             }
             if let Some(idle) = this.idle.as_mut() {
@@ -263,7 +272,7 @@ mod tests {
     async fn enforces_the_header_limit_only_while_armed() {
         let gauge = Gauge::new();
         let stream = BodyStream::new(
-            chunks(&[b"12345", b"67890", b"abcde"]),
+            chunks(&[b"12345", b"67890", b"abcde", b"fghij"]),
             gauge.clone(),
             None,
             None,
@@ -274,7 +283,9 @@ mod tests {
         gauge.begin_headers(3);
         // A read that starts within the budget passes whatever its size...
         assert!(stream.next().await.unwrap().is_ok());
-        // ...asking for more once it is spent does not.
+        // ...and so does one more (multer may read a chunk ahead)...
+        assert!(stream.next().await.unwrap().is_ok());
+        // ...but asking for more again does not.
         assert!(matches!(
             stream.next().await.unwrap(),
             Err(BodyError::HeadersTooLarge(3))

@@ -218,7 +218,17 @@ fn claim_error(error: ClaimError) -> Response<Bytes> {
 }
 
 fn sweep_once(config: &Config) {
-    if config.swept.swap(true, Ordering::Relaxed) {
+    // Again every retention period: right after a crash and a prompt restart, the crash's
+    // temp files are younger than the retention.
+    let now = now_millis();
+    let due = config.next_sweep.load(Ordering::Relaxed);
+    let next = now.saturating_add(config.registry.retention().as_millis() as u64);
+    if now < due
+        || config
+            .next_sweep
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
         return;
     }
     let dir = config.temp_dir();
@@ -453,7 +463,20 @@ impl Job {
             None => multipart.next_field().await.map_err(multipart_failure),
         };
         gauge.end_headers();
-        next
+        let field = next?;
+        if let Some(field) = &field {
+            // A read that starts within the budget may carry headers of any size: check them.
+            let limit = self.config.max_part_header_size;
+            let size: usize = field
+                .headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum();
+            if size > limit {
+                return Err(body_failure(BodyError::HeadersTooLarge(limit)));
+            }
+        }
+        Ok(field)
     }
 
     async fn receive_file(&mut self, mut field: Field) -> Result<(), Failure> {
@@ -472,7 +495,8 @@ impl Job {
             .map_or("application/octet-stream", |mime| mime.essence_str())
             .to_owned();
         handle.update(|info| {
-            info.file_name = Some(raw_name.clone());
+            // Kept for the retention: at most MAX_KEPT_NAME bytes of the client's name.
+            info.file_name = Some(kept_name(&raw_name));
             info.mime_type = Some(mime_type.clone());
         });
         #[cfg(feature = "tracing")]
@@ -884,4 +908,21 @@ fn io_failure(error: &io::Error, code: FileError, what: &str) -> Failure {
         code
     };
     Failure::io(code, &format!("{what} ({cause})"))
+}
+
+/// The most bytes of a client's file name the registry keeps.
+const MAX_KEPT_NAME: usize = 1024;
+
+fn kept_name(raw: &str) -> String {
+    let mut end = raw.len().min(MAX_KEPT_NAME);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    raw[..end].to_owned()
+}
+
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }

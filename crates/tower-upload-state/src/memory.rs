@@ -159,6 +159,7 @@ impl MemoryStore {
             inner
                 .terminal_order
                 .push_back((expires_at, info.key.clone(), generation));
+            inner.compact_terminal_order(self.capacity);
         }
         let record = Record {
             info: info.clone(),
@@ -195,6 +196,7 @@ impl MemoryStore {
         }
         inner.file_sizes.insert(key.clone(), (size, expires_at));
         inner.file_size_order.push_back((expires_at, key.clone()));
+        inner.compact_file_size_order(self.capacity);
     }
 
     fn take_file_size_now(&self, key: &UploadKey, now: Instant) -> Option<u64> {
@@ -217,6 +219,28 @@ impl Inner {
             }
             let (_, key, generation) = self.terminal_order.pop_front().expect("front exists");
             self.remove_if_generation(&key, generation);
+        }
+    }
+
+    /// Drops the entries of records replaced or removed since, once the queue is twice the
+    /// bound: amortised O(1), and a repeated key cannot grow the queue.
+    fn compact_terminal_order(&mut self, capacity: usize) {
+        if self.terminal_order.len() > 2 * capacity.max(self.records.len()) {
+            let records = &self.records;
+            self.terminal_order.retain(|(_, key, generation)| {
+                records
+                    .get(key)
+                    .is_some_and(|record| record.generation == *generation)
+            });
+        }
+    }
+
+    /// The same for the `fileSize` answers.
+    fn compact_file_size_order(&mut self, capacity: usize) {
+        if self.file_size_order.len() > 2 * capacity.max(self.file_sizes.len()) {
+            let sizes = &self.file_sizes;
+            self.file_size_order
+                .retain(|(at, key)| sizes.get(key).is_some_and(|&(_, expires)| expires == *at));
         }
     }
 
