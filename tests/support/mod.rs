@@ -502,3 +502,266 @@ pub fn widget_key(seed: u64) -> String {
         .map(|b| ALPHABET[b as usize % ALPHABET.len()] as char)
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of the fault, hostile-input, property and soak suites (tests/faults.rs,
+// tests/hostile.rs, tests/properties.rs, tests/soak.rs).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+use tower_upload_layer::{BoxError, Upload};
+use tower_upload_state::{
+    ClaimError, MemoryStore, ProgressStore, StoreError, StoreFuture, UploadInfo, UploadKey,
+};
+
+/// xorshift64*: a seeded, reproducible generator (no `rand` crate).
+#[derive(Clone, Debug)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `lo..hi` (`hi > lo`).
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo) as u64) as usize
+    }
+
+    /// True `percent` times out of 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+}
+
+/// A size-capped tmpfs on a fresh temp directory, unmounted when dropped (lazily if busy).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`1m`, `512k`); `None`, with the reason printed, when this
+    /// process may not mount (not root, no tmpfs, a sandbox).
+    pub fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output();
+        match output {
+            Ok(output) if output.status.success() => Some(Self { dir }),
+            Ok(output) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs ({}); run as root to test a full disk",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+                None
+            }
+            Err(error) => {
+                eprintln!("SKIPPED: cannot run mount ({error})");
+                None
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `mount -o remount,<mode>` (`ro` or `rw`); false if it failed (e.g. busy).
+    pub fn remount(&self, mode: &str) -> bool {
+        std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.dir.path())
+            .output()
+            .is_ok_and(|output| output.status.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let umount = |lazy: bool| {
+            let mut command = std::process::Command::new("umount");
+            if lazy {
+                command.arg("-l");
+            }
+            command
+                .arg(self.dir.path())
+                .output()
+                .is_ok_and(|output| output.status.success())
+        };
+        if !umount(false) && !umount(true) {
+            eprintln!("warning: could not unmount {}", self.dir.path().display());
+        }
+    }
+}
+
+/// This process's resident set size, in KiB (`VmRSS` of /proc/self/status).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+/// How many file descriptors this process has open.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// A [`MemoryStore`] the test keeps a handle on: [`UploadRegistry::store`] only gives a
+/// `&dyn ProgressStore`, which cannot reach [`MemoryStore::len`].
+#[derive(Clone, Debug)]
+pub struct SharedStore(pub Arc<MemoryStore>);
+
+impl ProgressStore for SharedStore {
+    fn claim<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>> {
+        self.0.claim(info)
+    }
+
+    fn save<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.0.save(info)
+    }
+
+    fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.0.remove(key)
+    }
+
+    fn load<'a>(
+        &'a self,
+        key: &'a UploadKey,
+    ) -> StoreFuture<'a, Result<Option<UploadInfo>, StoreError>> {
+        self.0.load(key)
+    }
+
+    fn put_file_size<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        size: u64,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.0.put_file_size(key, size)
+    }
+
+    fn take_file_size<'a>(
+        &'a self,
+        key: &'a UploadKey,
+    ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+        self.0.take_file_size(key)
+    }
+
+    fn retention(&self) -> Duration {
+        self.0.retention()
+    }
+}
+
+impl StreamingRequest {
+    /// An answer that comes before the body is done (a refusal), if one starts to arrive
+    /// within `within`; the request stays usable when none does.
+    pub async fn early_response(&mut self, within: Duration) -> Option<HttpResponse> {
+        let mut buf = [0u8; 8192];
+        let first = match tokio::time::timeout(within, self.stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        };
+        let mut raw = buf[..first].to_vec();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(response) = parse_response(&raw) {
+                return Some(response);
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => raw.extend_from_slice(&buf[..n]),
+                _ => return parse_response(&raw),
+            }
+        }
+    }
+}
+
+/// The request body of the in-process app: any body, boxed.
+pub type AnyBody = BoxBody<Bytes, BoxError>;
+
+/// A body that yields `pieces` one by one, always ready (what the layer must not buffer).
+pub fn pieces_body(pieces: Vec<Bytes>) -> AnyBody {
+    let frames = pieces
+        .into_iter()
+        .map(|piece| Ok::<_, BoxError>(http_body::Frame::data(piece)));
+    http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
+}
+
+/// Splits `bytes` at the given cut points (any order, out-of-range ones ignored).
+pub fn split_at_points(bytes: &[u8], cuts: &[usize]) -> Vec<Bytes> {
+    let mut cuts: Vec<usize> = cuts
+        .iter()
+        .copied()
+        .filter(|&cut| cut > 0 && cut < bytes.len())
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut pieces = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for cut in cuts.into_iter().chain([bytes.len()]) {
+        pieces.push(Bytes::copy_from_slice(&bytes[start..cut]));
+        start = cut;
+    }
+    pieces
+}
+
+/// The upload layer over the status service, with no server: every request that is not an
+/// upload is a status query.
+pub type InProcessApp = Upload<UploadStatusService>;
+
+pub fn in_process_app(layer: UploadLayer) -> InProcessApp {
+    use tower::Layer as _;
+    let status = UploadStatusService::new(layer.registry().clone());
+    layer.layer(status)
+}
+
+/// Sends `request` through `app` in process; the answer's HTTP status and body.
+pub async fn call_in_process(app: &InProcessApp, request: http::Request<AnyBody>) -> (u16, Bytes) {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A multipart upload request for the in-process app, sent as `pieces`.
+pub fn upload_request(query: &str, pieces: Vec<Bytes>) -> http::Request<AnyBody> {
+    http::Request::post(format!("/upload?{query}"))
+        .header("content-type", MultipartBody::content_type())
+        .body(pieces_body(pieces))
+        .expect("request")
+}
+
+/// A GET for the in-process app.
+pub fn get_request(target: &str) -> http::Request<AnyBody> {
+    http::Request::get(target)
+        .body(pieces_body(Vec::new()))
+        .expect("request")
+}
