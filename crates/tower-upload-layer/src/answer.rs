@@ -97,7 +97,7 @@ impl Failure {
 }
 
 /// `text` without the characters that make markup: messages can quote the request (a field
-/// name, multer's details) and the widget's pages may render them as HTML.
+/// name, the parser's details) and the widget's pages may render them as HTML.
 fn plain(text: &str) -> String {
     text.replace(['<', '>', '&'], "_")
 }

@@ -21,7 +21,8 @@ const MAX_SUFFIX_ATTEMPTS: u32 = 10_000;
 
 /// A temp file being written.
 ///
-/// Chunks are gathered (no copy: they are reference-counted slices of multer's buffer) until
+/// Chunks are gathered (no copy: they are reference-counted slices of the request's own
+/// chunks, as the multipart reader hands them out) until
 /// `buffer_size` bytes, then written with vectored writes on tokio's blocking pool while the
 /// next batch is received: at most two batches per upload are in memory, and the async
 /// threads never wait for the disk.

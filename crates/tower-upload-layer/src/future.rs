@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use crate::ResponseBody;
 
-/// The upload in progress. Boxed: it holds multer's state and a temp file, and only upload
+/// The upload in progress. Boxed: it holds the multipart reader and a temp file, and only upload
 /// requests pay for the allocation.
 pub(crate) type UploadFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 

@@ -83,6 +83,7 @@
 //! | too many uploads at once | 503 `{"error":"too_many_uploads",...}` | not registered |
 //! | missing or malformed `key` | 400 `{"error":"missing_key"/"invalid_key",...}` | not registered |
 //! | not `multipart/form-data` | 415 `{"error":"not_multipart",...}` | not registered |
+//! | `multipart/form-data` without a valid boundary | 400 `{"error":"invalid_boundary",...}` | not registered |
 //! | `?key=K&command=fileSize` | 200 `{"fileSize":N}` from `Content-Length`; body not kept | size recorded |
 //!
 //! Failure answers carry the full status object with a `serverMessage` that names the cause
@@ -127,6 +128,7 @@ mod events;
 mod file;
 mod future;
 mod layer;
+mod multipart;
 mod names;
 mod service;
 mod sink;

@@ -1,4 +1,4 @@
-//! The request body as the byte stream multer reads, with the limits multer lacks.
+//! The request body as the byte stream the multipart reader reads, with the request's limits.
 
 use std::fmt;
 use std::future::Future;
@@ -22,7 +22,7 @@ use crate::BoxError;
 pub(crate) struct Gauge {
     /// Bytes pulled from the body so far.
     pulled: AtomicU64,
-    /// While multer reads part headers: once this many bytes were pulled, asking for more
+    /// While part headers are read: once this many bytes were pulled, asking for more
     /// means the headers are too large.
     header_limit_at: AtomicU64,
     /// Whether a read already started past the header budget.
@@ -58,8 +58,7 @@ impl Gauge {
     }
 }
 
-/// Why the body stream stopped early. It travels through multer as a boxed error and is
-/// downcast on the other side.
+/// Why the body stream stopped early.
 #[derive(Debug)]
 pub(crate) enum BodyError {
     /// The body failed: in practice the client disconnected.
@@ -88,12 +87,8 @@ impl fmt::Display for BodyError {
 impl std::error::Error for BodyError {}
 
 pin_project! {
-    /// Adapts a request body to multer's input stream.
+    /// Adapts a request body to the multipart reader's input stream.
     ///
-    /// - **Bounded buffering.** multer pulls from its input until it sees `Pending`, so an
-    ///   always-ready body (an in-memory one, or a fast client on a full socket buffer) would
-    ///   be copied whole into its buffer. After each chunk this stream answers `Pending` once
-    ///   (waking itself at once), so multer holds at most one chunk more than it hands out.
     /// - **Idle timeout**, checked lazily: the timer is re-armed only when it fires, from the
     ///   time of the last chunk, so a busy upload costs one `Instant::now()` per chunk.
     /// - **Request and part-header limits**, counted as bytes are pulled.
@@ -103,7 +98,6 @@ pin_project! {
         gauge: Arc<Gauge>,
         limit: Option<u64>,
         idle: Option<Idle>,
-        yielded: bool,
         header_limit: usize,
     }
 }
@@ -132,7 +126,6 @@ impl<B> BodyStream<B> {
             gauge,
             limit,
             idle,
-            yielded: false,
             header_limit,
         }
     }
@@ -163,11 +156,6 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
-        if *this.yielded {
-            *this.yielded = false;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         loop {
             let frame = match this.body.as_mut().poll_frame(cx) {
                 Poll::Ready(frame) => frame,
@@ -201,7 +189,7 @@ where
             // Headers that still have not ended once their budget is spent are too large. A
             // read that starts within the budget is fine whatever its size: one socket read
             // can hold the rest of the headers and much of the part's data.
-            // multer may read one chunk more than it needs before it parses (it polls twice
+            // The reader may read one chunk more than it needs before it parses (it reads
             // while it looks for the first boundary), so the first read past the budget passes;
             // the upload path checks the parsed headers' size exactly.
             if before >= this.gauge.header_limit_at.load(Ordering::Relaxed)
@@ -212,7 +200,6 @@ where
             if let Some(idle) = this.idle.as_mut() {
                 idle.last_activity = Instant::now();
             }
-            *this.yielded = true;
             return Poll::Ready(Some(Ok(data)));
         }
     }
@@ -230,26 +217,6 @@ mod tests {
             .map(|part| Ok(http_body::Frame::data(Bytes::from_static(part))))
             .collect();
         StreamBody::new(futures_util::stream::iter(frames))
-    }
-
-    #[tokio::test]
-    async fn yields_pending_after_every_chunk_so_buffers_stay_bounded() {
-        let stream = BodyStream::new(chunks(&[b"ab", b"cd", b"ef"]), Gauge::new(), None, None, 10);
-        let mut stream = std::pin::pin!(stream);
-        let waker = futures_util::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        let mut seen = Vec::new();
-        let mut pendings = 0;
-        loop {
-            match stream.as_mut().poll_next(&mut cx) {
-                Poll::Ready(Some(Ok(data))) => seen.push(data),
-                Poll::Ready(None) => break,
-                Poll::Ready(Some(Err(error))) => panic!("{error}"),
-                Poll::Pending => pendings += 1,
-            }
-        }
-        assert_eq!(seen, ["ab", "cd", "ef"]);
-        assert_eq!(pendings, 3, "one Pending after each chunk");
     }
 
     #[tokio::test]
@@ -283,7 +250,7 @@ mod tests {
         gauge.begin_headers(3);
         // A read that starts within the budget passes whatever its size...
         assert!(stream.next().await.unwrap().is_ok());
-        // ...and so does one more (multer may read a chunk ahead)...
+        // ...and so does one more (the reader may read a chunk ahead)...
         assert!(stream.next().await.unwrap().is_ok());
         // ...but asking for more again does not.
         assert!(matches!(

@@ -31,9 +31,9 @@ use crate::sniff::{content_allowed, sniff, SNIFF_LEN};
 use crate::stream::{BodyError, BodyStream, Gauge};
 use crate::trace::trace;
 use crate::BoxError;
+use futures_util::Stream;
 
-type Multipart = multer::Multipart<'static>;
-type Field = multer::Field<'static>;
+use crate::multipart::{boundary, BoundaryError, Error as MultipartError, Field, Multipart};
 
 /// Answers one request to the upload path. Never fails: every outcome is an HTTP answer.
 pub(crate) async fn handle<B>(config: Arc<Config>, request: Request<B>) -> Response<Bytes>
@@ -78,12 +78,23 @@ where
             ),
         );
     }
-    let Some(boundary) = multipart_boundary(&parts.headers) else {
-        return protocol_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "not_multipart",
-            "an upload must be a multipart/form-data body with a boundary",
-        );
+    let boundary = match multipart_boundary(&parts.headers) {
+        Ok(boundary) => boundary,
+        Err(BoundaryError::NotMultipart) => {
+            return protocol_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_multipart",
+                "an upload must be a multipart/form-data body with a boundary",
+            )
+        }
+        Err(BoundaryError::Invalid) => {
+            return protocol_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_boundary",
+                "the multipart/form-data boundary is missing or invalid (RFC 2046: 1 to 70 \
+                 characters)",
+            )
+        }
     };
     let Ok(_permit) = Arc::clone(&config.limiter).try_acquire_owned() else {
         return protocol_error(
@@ -157,13 +168,12 @@ fn key_error(error: &KeyError) -> Response<Bytes> {
     protocol_error(StatusCode::BAD_REQUEST, code, error)
 }
 
-fn multipart_boundary(headers: &HeaderMap) -> Option<String> {
-    let content_type = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    let essence = content_type.split(';').next()?.trim();
-    if !essence.eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    multer::parse_boundary(content_type).ok()
+fn multipart_boundary(headers: &HeaderMap) -> Result<String, BoundaryError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    boundary(content_type).map(str::to_owned)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -447,11 +457,14 @@ impl Job {
         .map_err(|_| Failure::io(FileError::UploadFolderNotFound, "create the upload folder"))
     }
 
-    async fn next_field(
+    async fn next_field<'m, S>(
         &self,
-        multipart: &mut Multipart,
+        multipart: &'m mut Multipart<S>,
         gauge: &Gauge,
-    ) -> Result<Option<Field>, Failure> {
+    ) -> Result<Option<Field<'m, S>>, Failure>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>>,
+    {
         gauge.begin_headers(self.config.max_part_header_size);
         let next = match self.pending.front() {
             // A cancel of the next key stops the request even while the client stalls.
@@ -467,19 +480,17 @@ impl Job {
         if let Some(field) = &field {
             // A read that starts within the budget may carry headers of any size: check them.
             let limit = self.config.max_part_header_size;
-            let size: usize = field
-                .headers()
-                .iter()
-                .map(|(name, value)| name.as_str().len() + value.len() + 4)
-                .sum();
-            if size > limit {
+            if field.header_len() > limit {
                 return Err(body_failure(BodyError::HeadersTooLarge(limit)));
             }
         }
         Ok(field)
     }
 
-    async fn receive_file(&mut self, mut field: Field) -> Result<(), Failure> {
+    async fn receive_file<S>(&mut self, mut field: Field<'_, S>) -> Result<(), Failure>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>>,
+    {
         let Some(handle) = self.pending.pop_front() else {
             return Err(Failure::parse(format_args!(
                 "the request has more file parts than keys ({})",
@@ -492,8 +503,10 @@ impl Job {
         let raw_name = field.file_name().unwrap_or_default().to_owned();
         let mime_type = field
             .content_type()
-            .map_or("application/octet-stream", |mime| mime.essence_str())
-            .to_owned();
+            .map_or("application/octet-stream", |mime| {
+                mime.split(';').next().unwrap_or_default().trim()
+            })
+            .to_ascii_lowercase();
         handle.update(|info| {
             // Kept for the retention: at most MAX_KEPT_NAME bytes of the client's name.
             info.file_name = Some(kept_name(&raw_name));
@@ -678,7 +691,10 @@ impl Job {
 
     /// Keeps a non-file form field (igUpload's `AdditionalDataFields`), bounded in count and
     /// size.
-    async fn receive_field(&mut self, mut field: Field) -> Result<(), Failure> {
+    async fn receive_field<S>(&mut self, mut field: Field<'_, S>) -> Result<(), Failure>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>>,
+    {
         let config = &*self.config;
         if self.fields.len() >= config.max_fields {
             return Err(Failure::parse(format_args!(
@@ -861,13 +877,10 @@ fn event_failure(error: EventError, code: FileError) -> Failure {
     }
 }
 
-fn multipart_failure(error: multer::Error) -> Failure {
+fn multipart_failure(error: MultipartError) -> Failure {
     match error {
-        multer::Error::StreamReadFailed(source) => match source.downcast::<BodyError>() {
-            Ok(body_error) => body_failure(*body_error),
-            Err(_) => Failure::disconnected(),
-        },
-        other => Failure::parse(other),
+        MultipartError::Stream(body_error) => body_failure(body_error),
+        MultipartError::Parse(message) => Failure::parse(message),
     }
 }
 
