@@ -237,11 +237,19 @@ impl UploadLayer {
     /// Server-side validation: refuse by extension and by declared size, with a message.
     ///
     /// ```
+    /// use bytes::Bytes;
+    /// use http::Request;
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower::{service_fn, Layer, ServiceExt};
     /// use tower_upload_layer::{EventError, StartOptions, UploadLayer, UploadStarting};
     /// use tower_upload_state::UploadRegistry;
     ///
-    /// let layer = UploadLayer::new(UploadRegistry::new()).on_upload_starting(
-    ///     |event: UploadStarting| async move {
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let layer = UploadLayer::new(UploadRegistry::new())
+    ///     .upload_dir(dir.path())
+    ///     .on_upload_starting(|event: UploadStarting| async move {
     ///         if !event.file_name.to_ascii_lowercase().ends_with(".pdf") {
     ///             return Err(EventError::veto("only PDF files are accepted"));
     ///         }
@@ -249,9 +257,25 @@ impl UploadLayer {
     ///             return Err(EventError::veto("PDF files must be under 10 MiB"));
     ///         }
     ///         Ok(StartOptions::new().server_message("PDF received"))
-    ///     },
-    /// );
-    /// # let _ = layer;
+    ///     });
+    /// let app = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+    /// }));
+    ///
+    /// let body = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"setup.exe\"\r\n\r\n\
+    ///             MZ...\r\n--b--\r\n";
+    /// let request = Request::post("/upload?key=k1")
+    ///     .header("content-type", "multipart/form-data; boundary=b")
+    ///     .body(Full::new(Bytes::from(body)))?;
+    /// let response = app.oneshot(request).await?;
+    /// assert_eq!(response.status(), 403);
+    /// let answer: serde_json::Value =
+    ///     serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+    /// assert_eq!((answer["status"].as_u64(), answer["error"].as_u64()), (Some(7), Some(10)));
+    /// assert_eq!(answer["serverMessage"], "only PDF files are accepted");
+    /// assert_eq!(std::fs::read_dir(dir.path())?.filter(|e| e.as_ref().unwrap().path().is_file()).count(), 0);
+    /// # Ok(())
+    /// # }
     /// ```
     #[must_use]
     pub fn on_upload_starting<F, Fut>(mut self, handler: F) -> Self
@@ -308,22 +332,47 @@ impl UploadLayer {
     /// Move accepted files into the application's own storage.
     ///
     /// ```
+    /// use bytes::Bytes;
+    /// use http::Request;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
     /// use tower_upload_layer::{EventError, FinishOptions, UploadFinishing, UploadLayer};
-    /// use tower_upload_state::UploadRegistry;
+    /// use tower_upload_state::{UploadKey, UploadRegistry};
     ///
-    /// let archive = std::env::temp_dir().join("my-app-archive");
-    /// let layer = UploadLayer::new(UploadRegistry::new()).on_upload_finishing(
-    ///     move |event: UploadFinishing| {
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let uploads = tempfile::tempdir()?;
+    /// let archive = tempfile::tempdir()?.keep();
+    /// let registry = UploadRegistry::new();
+    /// let layer = UploadLayer::new(registry.clone())
+    ///     .upload_dir(uploads.path())
+    ///     .on_upload_finishing({
     ///         let archive = archive.clone();
-    ///         async move {
-    ///             let temp = event.temp_path.expect("the disk sink has a temp file");
-    ///             tokio::fs::create_dir_all(&archive).await?;
-    ///             tokio::fs::rename(&temp, archive.join(&event.stored_name)).await?;
-    ///             Ok::<_, EventError>(FinishOptions::new().file_taken().server_message("archived"))
+    ///         move |event: UploadFinishing| {
+    ///             let archive = archive.clone();
+    ///             async move {
+    ///                 let temp = event.temp_path.expect("the disk sink has a temp file");
+    ///                 tokio::fs::rename(&temp, archive.join(&event.stored_name)).await?;
+    ///                 Ok::<_, EventError>(FinishOptions::new().file_taken().server_message("archived"))
+    ///             }
     ///         }
-    ///     },
-    /// );
-    /// # let _ = layer;
+    ///     });
+    /// let app = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+    /// }));
+    ///
+    /// let body = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"report.txt\"\r\n\r\n\
+    ///             quarterly numbers\r\n--b--\r\n";
+    /// let request = Request::post("/upload?key=k1")
+    ///     .header("content-type", "multipart/form-data; boundary=b")
+    ///     .body(Full::new(Bytes::from(body)))?;
+    /// assert_eq!(app.oneshot(request).await?.status(), 200);
+    /// assert_eq!(std::fs::read_to_string(archive.join("report.txt"))?, "quarterly numbers");
+    /// let info = registry.snapshot(&UploadKey::parse("k1")?).await?.unwrap();
+    /// assert_eq!(info.server_message.as_deref(), Some("archived"));
+    /// # std::fs::remove_dir_all(&archive)?;
+    /// # Ok(())
+    /// # }
     /// ```
     #[must_use]
     pub fn on_upload_finishing<F, Fut>(mut self, handler: F) -> Self
