@@ -140,10 +140,7 @@ async fn a_veto_in_upload_starting_refuses_at_once_with_its_message() {
         json!({"status":7,"error":10,"bytesUploaded":0,"size":20_000_000,"serverMessage":"executables are not accepted"})
     );
     let status = server.status("veto1").await;
-    assert_eq!(
-        (status["status"].clone(), status["error"].clone()),
-        (json!(7), json!(10))
-    );
+    assert_eq!(codes(&status), (7, 10));
     assert_eq!(status["serverMessage"], "executables are not accepted");
     let body = MultipartBody::new()
         .file("auth.txt", "text/plain", b"x")
@@ -352,14 +349,7 @@ async fn upload_finished_hears_every_outcome_with_every_field() {
     let body = MultipartBody::new()
         .file("gone.txt", "text/plain", &[b'y'; 900])
         .finish();
-    let mut request = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=gone",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = server.open_upload("gone", &body).await;
     request.write(&body.bytes[..300]).await;
     eventually("streaming", || async {
         server.status("gone").await["status"] == 1

@@ -446,22 +446,9 @@ async fn a_temp_folder_removed_mid_upload_is_500_and_the_next_upload_works() {
     let body = MultipartBody::new()
         .file("t.bin", "application/octet-stream", &pattern(400_000, 24))
         .finish();
-    let mut request = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=tempgone",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = server.open_upload("tempgone", &body).await;
     request.write(&body.bytes[..150_000]).await;
-    eventually("streaming", || async {
-        server.status("tempgone").await["bytesUploaded"]
-            .as_u64()
-            .unwrap()
-            > 0
-    })
-    .await;
+    server.wait_streaming("tempgone").await;
     // The whole upload folder goes, with the temp folder and the open temp file in it.
     std::fs::remove_dir_all(server.uploads()).unwrap();
     request.write(&body.bytes[150_000..]).await;
@@ -617,14 +604,7 @@ async fn a_cancel_racing_the_last_bytes_either_keeps_the_file_or_deletes_it() {
         let outcomes = join_all(cases.iter().map(|(k, _, _, body, tail, delays)| {
             let server = &server;
             async move {
-                let mut request = StreamingRequest::open(
-                    server.addr,
-                    "POST",
-                    &format!("/upload?key={k}"),
-                    &body.headers(),
-                    Some(body.bytes.len() as u64),
-                )
-                .await;
+                let mut request = server.open_upload(k, body).await;
                 let split = body.bytes.len() - tail;
                 request.write(&body.bytes[..split]).await;
                 eventually("the file part started", || async {
@@ -765,14 +745,7 @@ async fn two_posts_racing_for_one_key_get_exactly_one_409() {
             let barrier = tokio::sync::Barrier::new(2);
             let open = || async {
                 barrier.wait().await;
-                let mut request = StreamingRequest::open(
-                    server.addr,
-                    "POST",
-                    &format!("/upload?key={k}"),
-                    &body.headers(),
-                    Some(body.bytes.len() as u64),
-                )
-                .await;
+                let mut request = server.open_upload(&k, &body).await;
                 request.write(&body.bytes[..1_000]).await;
                 request
             };

@@ -122,14 +122,7 @@ async fn progress_and_results_are_visible_from_the_other_instance() {
     let body = MultipartBody::new()
         .file("shared.bin", "application/octet-stream", &content)
         .finish();
-    let mut request = StreamingRequest::open(
-        a.addr,
-        "POST",
-        "/upload?key=across",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = a.open_upload("across", &body).await;
     request.write(&body.bytes[..1 << 20]).await;
     eventually("instance B sees A's progress", || async {
         let seen = b.status("across").await;
@@ -164,14 +157,7 @@ async fn a_cancel_on_one_instance_stops_the_upload_on_the_other() {
     let body = MultipartBody::new()
         .file("stop.bin", "application/octet-stream", &pattern(4 << 20, 2))
         .finish();
-    let mut request = StreamingRequest::open(
-        a.addr,
-        "POST",
-        "/upload?key=stopme",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = a.open_upload("stopme", &body).await;
     request.write(&body.bytes[..500_000]).await;
     eventually("B sees the upload", || async {
         b.status("stopme").await["status"] == 1
@@ -241,14 +227,7 @@ async fn uploads_survive_redis_going_away_and_status_recovers() {
     let body = MultipartBody::new()
         .file("kept.bin", "application/octet-stream", &content)
         .finish();
-    let mut request = StreamingRequest::open(
-        a.addr,
-        "POST",
-        "/upload?key=outage",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = a.open_upload("outage", &body).await;
     request.write(&body.bytes[..300_000]).await;
     eventually("B sees the upload", || async {
         b.status("outage").await["status"] == 1

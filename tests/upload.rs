@@ -103,14 +103,7 @@ async fn progress_is_visible_from_the_status_service_while_streaming() {
         .file("p.bin", "application/octet-stream", &content)
         .finish();
     let (first, rest) = body.bytes.split_at(250_000);
-    let mut request = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=prog",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = server.open_upload("prog", &body).await;
     request.write(first).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let seen = loop {
@@ -176,10 +169,7 @@ async fn an_oversize_file_is_stopped_at_the_limit_while_streaming() {
         "file is larger than the 97.7 KiB limit"
     );
     let status = server.status("big").await;
-    assert_eq!(
-        (status["status"].clone(), status["error"].clone()),
-        (json!(5), json!(2))
-    );
+    assert_eq!(codes(&status), (5, 2));
     assert_eq!(status["serverMessage"], answer["serverMessage"]);
     assert!(server.saved_files().is_empty());
     server.assert_no_temp_files().await;
@@ -201,10 +191,7 @@ async fn content_length_refuses_an_oversize_upload_before_reading_it() {
     let response = request.response_now().await;
     assert_eq!(response.status, 413, "{response:?}");
     let answer = response.json();
-    assert_eq!(
-        (answer["status"].clone(), answer["error"].clone()),
-        (json!(5), json!(2))
-    );
+    assert_eq!(codes(&answer), (5, 2));
     assert_eq!(
         answer["serverMessage"],
         "file is larger than the 1 MiB limit"
@@ -264,10 +251,7 @@ async fn disallowed_mime_types_are_refused_with_error_1() {
     let response = server.post_upload("key=mime", &body).await;
     assert_eq!(response.status, 415, "{response:?}");
     let answer = response.json();
-    assert_eq!(
-        (answer["status"].clone(), answer["error"].clone()),
-        (json!(6), json!(1))
-    );
+    assert_eq!(codes(&answer), (6, 1));
     assert_eq!(
         answer["serverMessage"],
         "files of type text/html are not allowed (allowed: image/*, application/pdf)"
@@ -350,10 +334,7 @@ async fn oversize_part_headers_are_refused_with_431() {
     let response = request.response_now().await;
     assert_eq!(response.status, 431, "{response:?}");
     let answer = response.json();
-    assert_eq!(
-        (answer["status"].clone(), answer["error"].clone()),
-        (json!(6), json!(4))
-    );
+    assert_eq!(codes(&answer), (6, 4));
     assert_eq!(
         answer["serverMessage"],
         "the upload request is malformed: part headers are larger than 1024 bytes"
@@ -396,11 +377,7 @@ async fn malformed_multipart_is_a_parse_error() {
         let response = server.post_upload(&format!("key={k}"), &body).await;
         assert_eq!(response.status, 400, "{name}: {response:?}");
         let answer = response.json();
-        assert_eq!(
-            (answer["status"].clone(), answer["error"].clone()),
-            (json!(6), json!(4)),
-            "{name}"
-        );
+        assert_eq!(codes(&answer), (6, 4), "{name}");
         assert!(answer["serverMessage"]
             .as_str()
             .unwrap()
@@ -459,19 +436,9 @@ async fn cancel_stops_a_streaming_upload_and_a_stalled_one() {
         .file("c.bin", "application/octet-stream", &pattern(1 << 20, 6))
         .finish();
     for (k, stall) in [("streaming", false), ("stalled", true)] {
-        let mut request = StreamingRequest::open(
-            server.addr,
-            "POST",
-            &format!("/upload?key={k}"),
-            &body.headers(),
-            Some(body.bytes.len() as u64),
-        )
-        .await;
+        let mut request = server.open_upload(k, &body).await;
         request.write(&body.bytes[..200_000]).await;
-        eventually("the upload is streaming", || async {
-            server.status(k).await["bytesUploaded"].as_u64().unwrap() > 0
-        })
-        .await;
+        server.wait_streaming(k).await;
         let response = if stall {
             assert_eq!(
                 server.command(k, "cancel").await["status"],
@@ -499,10 +466,7 @@ async fn cancel_stops_a_streaming_upload_and_a_stalled_one() {
         assert_eq!(response.status, 409, "{k}: {response:?}");
         assert_eq!(response.json()["status"], 4);
         let status = server.status(k).await;
-        assert_eq!(
-            (status["status"].clone(), status["error"].clone()),
-            (json!(4), json!(-1))
-        );
+        assert_eq!(codes(&status), (4, -1));
     }
     assert!(server.saved_files().is_empty());
     server.assert_no_temp_files().await;
@@ -514,22 +478,9 @@ async fn a_disconnect_mid_body_is_status_8_and_leaves_no_file() {
     let body = MultipartBody::new()
         .file("d.bin", "application/octet-stream", &pattern(1 << 20, 7))
         .finish();
-    let mut request = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=gone",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = server.open_upload("gone", &body).await;
     request.write(&body.bytes[..300_000]).await;
-    eventually("the upload is streaming", || async {
-        server.status("gone").await["bytesUploaded"]
-            .as_u64()
-            .unwrap()
-            > 0
-    })
-    .await;
+    server.wait_streaming("gone").await;
     request.disconnect();
     eventually("the disconnect is recorded", || async {
         server.status("gone").await["status"] == 8
@@ -549,14 +500,7 @@ async fn a_second_post_for_a_key_in_flight_is_409() {
     let body = MultipartBody::new()
         .file("a.bin", "application/octet-stream", &pattern(100_000, 8))
         .finish();
-    let mut first = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=dup",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut first = server.open_upload("dup", &body).await;
     first.write(&body.bytes[..1000]).await;
     eventually("the key is registered", || async {
         server.status("dup").await["status"] != 3
@@ -576,14 +520,7 @@ async fn the_concurrency_limit_answers_503() {
     let body = MultipartBody::new()
         .file("a.bin", "application/octet-stream", b"abc")
         .finish();
-    let mut first = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=slot1",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut first = server.open_upload("slot1", &body).await;
     first.write(&body.bytes[..10]).await;
     eventually("the first upload holds the slot", || async {
         server.status("slot1").await["status"] != 3
@@ -613,14 +550,7 @@ async fn a_silent_client_is_cut_off_by_the_idle_timeout() {
     let body = MultipartBody::new()
         .file("i.bin", "application/octet-stream", &pattern(50_000, 9))
         .finish();
-    let mut request = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=idle",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = server.open_upload("idle", &body).await;
     request.write(&body.bytes[..20_000]).await;
     let started = std::time::Instant::now();
     let response = request.response_now().await;
@@ -631,10 +561,7 @@ async fn a_silent_client_is_cut_off_by_the_idle_timeout() {
     );
     assert_eq!(response.status, 408, "{response:?}");
     let answer = response.json();
-    assert_eq!(
-        (answer["status"].clone(), answer["error"].clone()),
-        (json!(6), json!(7))
-    );
+    assert_eq!(codes(&answer), (6, 7));
     assert_eq!(
         answer["serverMessage"],
         "no data was received for 0 s; the upload was cut off"
@@ -687,11 +614,7 @@ async fn odd_file_names_become_one_safe_component() {
         let response = server.post_upload("key=unnamed", &body).await;
         assert_eq!(response.status, 400, "{raw:?}: {response:?}");
         let answer = response.json();
-        assert_eq!(
-            (answer["status"].clone(), answer["error"].clone()),
-            (json!(6), json!(0)),
-            "{raw:?}"
-        );
+        assert_eq!(codes(&answer), (6, 0), "{raw:?}");
         // Rejected keys answer the same verdict again: use a fresh key per case.
         let again = server.post_upload("key=unnamed", &body).await;
         assert_eq!(again.json(), answer);
@@ -729,10 +652,7 @@ async fn overwrite_policies_apply_to_the_final_name() {
         }
         if policy == OverwritePolicy::Reject {
             let answer = response.json();
-            assert_eq!(
-                (answer["status"].clone(), answer["error"].clone()),
-                (json!(6), json!(6))
-            );
+            assert_eq!(codes(&answer), (6, 6));
             assert_eq!(
                 answer["serverMessage"],
                 "a file named \"same.txt\" already exists"
@@ -753,10 +673,7 @@ async fn an_upload_folder_that_cannot_exist_is_error_3() {
     let response = server.post_upload("key=nofolder", &body).await;
     assert_eq!(response.status, 500, "{response:?}");
     let answer = response.json();
-    assert_eq!(
-        (answer["status"].clone(), answer["error"].clone()),
-        (json!(6), json!(3))
-    );
+    assert_eq!(codes(&answer), (6, 3));
     assert_eq!(
         answer["serverMessage"],
         "the server could not create the upload folder"
@@ -777,31 +694,15 @@ async fn an_upload_folder_removed_mid_upload_fails_cleanly() {
             &pattern(300_000, 10),
         )
         .finish();
-    let mut request = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=vanish",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = server.open_upload("vanish", &body).await;
     request.write(&body.bytes[..100_000]).await;
-    eventually("streaming", || async {
-        server.status("vanish").await["bytesUploaded"]
-            .as_u64()
-            .unwrap()
-            > 0
-    })
-    .await;
+    server.wait_streaming("vanish").await;
     std::fs::remove_dir_all(server.uploads()).unwrap();
     request.write(&body.bytes[100_000..]).await;
     let response = request.response().await;
     assert_eq!(response.status, 500, "{response:?}");
     let answer = response.json();
-    assert_eq!(
-        (answer["status"].clone(), answer["error"].clone()),
-        (json!(6), json!(3))
-    );
+    assert_eq!(codes(&answer), (6, 3));
     eventually("the temp file is gone", || async {
         list_files(&temp).is_empty()
     })
@@ -932,14 +833,7 @@ async fn progress_counts_received_bytes_before_a_write_batch_fills() {
             &pattern(1_000_000, 13),
         )
         .finish();
-    let mut request = StreamingRequest::open(
-        server.addr,
-        "POST",
-        "/upload?key=slow",
-        &body.headers(),
-        Some(body.bytes.len() as u64),
-    )
-    .await;
+    let mut request = server.open_upload("slow", &body).await;
     request.write(&body.bytes[..100_000]).await;
     eventually(
         "received bytes show before the first batch is written",
@@ -994,11 +888,7 @@ async fn sniffing_refuses_content_that_lies_about_its_type() {
         assert_eq!(response.status, *expected, "{name}: {response:?}");
         if *expected == 415 {
             let answer = response.json();
-            assert_eq!(
-                (answer["status"].clone(), answer["error"].clone()),
-                (json!(6), json!(1)),
-                "{name}"
-            );
+            assert_eq!(codes(&answer), (6, 1), "{name}");
             assert!(
                 answer["serverMessage"]
                     .as_str()

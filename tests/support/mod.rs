@@ -106,6 +106,29 @@ impl TestServer {
         .await;
     }
 
+    /// Opens an upload of `body` under `key` with its Content-Length; the test writes the body.
+    pub async fn open_upload(&self, key: &str, body: &MultipartBody) -> StreamingRequest {
+        StreamingRequest::open(
+            self.addr,
+            "POST",
+            &format!("/upload?key={key}"),
+            &body.headers(),
+            Some(body.bytes.len() as u64),
+        )
+        .await
+    }
+
+    /// Waits (bounded) until the status service shows bytes of `key` received.
+    pub async fn wait_streaming(&self, key: &str) {
+        eventually("the upload is streaming", || async {
+            self.status(key).await["bytesUploaded"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        })
+        .await;
+    }
+
     pub async fn post_upload(&self, query: &str, body: &MultipartBody) -> HttpResponse {
         send(
             self.addr,
@@ -198,6 +221,16 @@ pub fn list_files(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// `(status, error)` of a status answer, for one-line assertions.
+pub fn codes(answer: &serde_json::Value) -> (i64, i64) {
+    let code = |name: &str| {
+        answer[name]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no {name} in {answer}"))
+    };
+    (code("status"), code("error"))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
