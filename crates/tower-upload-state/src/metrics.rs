@@ -86,47 +86,49 @@ impl RegistryMetrics {
     #[must_use]
     pub fn to_prometheus(&self) -> String {
         let mut out = String::with_capacity(1024);
-        let _ = writeln!(
-            out,
-            "# HELP tower_upload_uploads_started_total Uploads registered."
+        family(
+            &mut out,
+            "uploads_started_total",
+            "counter",
+            "Uploads registered.",
         );
-        let _ = writeln!(out, "# TYPE tower_upload_uploads_started_total counter");
-        let _ = writeln!(
-            out,
-            "tower_upload_uploads_started_total {}",
-            self.uploads_started
+        sample(&mut out, "uploads_started_total", "", self.uploads_started);
+        family(
+            &mut out,
+            "uploads_ended_total",
+            "counter",
+            "Uploads ended, by final status.",
         );
-        let _ = writeln!(
-            out,
-            "# HELP tower_upload_uploads_ended_total Uploads ended, by final status."
-        );
-        let _ = writeln!(out, "# TYPE tower_upload_uploads_ended_total counter");
         for &status in UploadStatus::ALL
             .iter()
             .filter(|status| status.is_terminal())
         {
-            let _ = writeln!(
-                out,
-                "tower_upload_uploads_ended_total{{status=\"{}\"}} {}",
-                snake_case(status.name()),
-                self.ended(status)
-            );
+            let label = format!("{{status=\"{}\"}}", snake_case(status.name()));
+            sample(&mut out, "uploads_ended_total", &label, self.ended(status));
         }
-        let _ = writeln!(
-            out,
-            "# HELP tower_upload_bytes_received_total File bytes received."
+        family(
+            &mut out,
+            "bytes_received_total",
+            "counter",
+            "File bytes received.",
         );
-        let _ = writeln!(out, "# TYPE tower_upload_bytes_received_total counter");
-        let _ = writeln!(
-            out,
-            "tower_upload_bytes_received_total {}",
-            self.bytes_received
-        );
-        let _ = writeln!(out, "# HELP tower_upload_in_flight Uploads streaming now.");
-        let _ = writeln!(out, "# TYPE tower_upload_in_flight gauge");
-        let _ = writeln!(out, "tower_upload_in_flight {}", self.in_flight);
+        sample(&mut out, "bytes_received_total", "", self.bytes_received);
+        family(&mut out, "in_flight", "gauge", "Uploads streaming now.");
+        sample(&mut out, "in_flight", "", self.in_flight);
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric family (named without its prefix).
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "# HELP tower_upload_{name} {help}");
+    let _ = writeln!(out, "# TYPE tower_upload_{name} {kind}");
+}
+
+/// One sample line: `tower_upload_{name}{labels} {value}`.
+fn sample(out: &mut String, name: &str, labels: &str, value: u64) {
+    let _ = writeln!(out, "tower_upload_{name}{labels} {value}");
 }
 
 fn snake_case(name: &str) -> String {
