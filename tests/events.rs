@@ -32,6 +32,19 @@ fn finished_log(
     })
 }
 
+/// The first `n` `upload_finished` events, sorted by key: the handlers run after the answer,
+/// in a task of their own, so they may still be running when the answer arrives.
+async fn announced(log: &Log<UploadFinished>, n: usize) -> Vec<UploadFinished> {
+    eventually(&format!("{n} uploads are announced"), || async {
+        log.lock().unwrap().len() >= n
+    })
+    .await;
+    let mut events = log.lock().unwrap().clone();
+    assert_eq!(events.len(), n, "exactly once per upload");
+    events.sort_by(|a, b| a.info.key.as_str().cmp(b.info.key.as_str()));
+    events
+}
+
 fn with_cookie(body: &MultipartBody, cookie: &str) -> Vec<(String, String)> {
     let mut headers = body.headers();
     headers.push(("cookie".into(), cookie.into()));
@@ -148,7 +161,7 @@ async fn a_veto_in_upload_starting_refuses_at_once_with_its_message() {
     assert_eq!(server.post_upload("key=veto2", &body).await.status, 401);
     assert!(server.saved_files().is_empty());
     server.assert_no_temp_files().await;
-    let finished = finished.lock().unwrap();
+    let finished = announced(&finished, 2).await;
     let statuses: Vec<(String, UploadStatus, FileError)> = finished
         .iter()
         .map(|e| (e.info.key.to_string(), e.info.status, e.info.error))
@@ -316,7 +329,7 @@ async fn upload_finishing_sees_the_whole_temp_file_and_can_veto_or_take_it() {
 
     assert_eq!(server.saved_files(), ["keep.bin"]);
     server.assert_no_temp_files().await;
-    let finished = finished.lock().unwrap();
+    let finished = announced(&finished, 3).await;
     let paths: Vec<Option<String>> = finished
         .iter()
         .map(|e| {
@@ -356,11 +369,7 @@ async fn upload_finished_hears_every_outcome_with_every_field() {
     })
     .await;
     request.disconnect();
-    eventually("the disconnect is announced", || async {
-        finished.lock().unwrap().len() == 4
-    })
-    .await;
-    let finished = finished.lock().unwrap();
+    let finished = announced(&finished, 4).await;
     let outcomes: Vec<(String, UploadStatus)> = finished
         .iter()
         .map(|e| (e.info.key.to_string(), e.info.status))

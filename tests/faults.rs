@@ -22,7 +22,7 @@ use tower_upload_layer::{
     FileSink, FileWriter, OverwritePolicy, SinkFile, SinkFuture, UploadLayer, UploadSink,
     DEFAULT_TEMP_SUBDIR,
 };
-use tower_upload_state::{MemoryStore, UploadInfo, UploadKey, UploadRegistry};
+use tower_upload_state::{UploadInfo, UploadKey, UploadRegistry};
 
 fn key(text: &str) -> UploadKey {
     UploadKey::parse(text).unwrap()
@@ -939,10 +939,8 @@ async fn a_restart_sweeps_what_a_crash_left_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_too_young_at_the_first_sweep_are_swept_later() {
     // A crash, then a prompt restart (a supervisor): the crash's temp files are seconds old
-    // when the first upload triggers the one and only sweep.
-    let registry =
-        UploadRegistry::with_store(MemoryStore::new().with_retention(Duration::from_millis(300)));
-    let server = TestServer::start_with_registry(registry, |layer| layer).await;
+    // when the first upload triggers the first sweep.
+    let server = TestServer::start(|layer| layer.orphan_age(Duration::from_millis(300))).await;
     std::fs::create_dir_all(server.temp()).unwrap();
     let orphan = server.temp().join(".tu-crashed.part");
     plant(&orphan, Duration::ZERO);
@@ -950,7 +948,7 @@ async fn orphans_too_young_at_the_first_sweep_are_swept_later() {
         .file("a.txt", "text/plain", b"a")
         .finish();
     assert_eq!(server.post_upload("key=first", &body).await.status, 200);
-    // Uploads keep coming for 3 s; the orphan is older than the retention after 0.3 s.
+    // Uploads keep coming for 3 s; the orphan is older than the orphan age after 0.3 s.
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut i = 0;
     while orphan.exists() && Instant::now() < deadline {

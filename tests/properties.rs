@@ -243,14 +243,30 @@ impl Harness {
             let answer: serde_json::Value = serde_json::from_slice(&body)
                 .unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
             assert!(status < 500, "{status}: {answer}");
+            let mut ended = Vec::new();
             for key in keys {
                 let info = self
                     .registry
                     .snapshot(&UploadKey::parse(key).unwrap())
                     .await
-                    .unwrap()
-                    .expect("registered");
-                assert!(info.status.is_terminal(), "{key}: {info:?}");
+                    .unwrap();
+                match info {
+                    Some(info) => {
+                        assert!(info.status.is_terminal(), "{key}: {info:?}");
+                        ended.push(key.clone());
+                    }
+                    // Released: a key not reached after another key failed.
+                    None => assert_ne!(status, 200, "{key} released by a success: {answer}"),
+                }
+            }
+            // The `upload_finished` handlers run after the answer.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !ended
+                .iter()
+                .all(|key| self.stored.lock().unwrap().iter().any(|(k, _)| k == key))
+            {
+                assert!(tokio::time::Instant::now() < deadline, "never announced");
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             self.wait_for_no_temp_files().await;
             (status, answer)

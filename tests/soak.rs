@@ -174,7 +174,7 @@ async fn upload(
             format!("{tag}: {key}: content differs")
         })?;
         shared.tally.lock().unwrap().bytes_uploaded += size;
-        if rng.next_u64() % KEEP_EVERY == 0 {
+        if rng.next_u64().is_multiple_of(KEEP_EVERY) {
             shared
                 .tally
                 .lock()

@@ -296,7 +296,7 @@ async fn churn_phase(
                 black_box(response.into_body().frame().await);
                 polls += 1;
                 i += 1;
-                if polls % 16 == 0 {
+                if polls.is_multiple_of(16) {
                     tokio::task::yield_now().await;
                 }
             }

@@ -1,4 +1,4 @@
-//! The JSON answers of the upload path, and how a failed upload maps to HTTP.
+//! The JSON answers of the upload path.
 
 use std::fmt;
 
@@ -6,125 +6,16 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
-use tower_upload_state::{FileError, StatusAnswer, UploadInfo, UploadStatus};
+use tower_upload_state::{StatusAnswer, UploadInfo, UploadStatus};
 
-/// How an upload failed: the registry's status and error, the HTTP status of the answer and
-/// the message a user reads (the widget shows it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub(crate) status: UploadStatus,
-    pub(crate) error: FileError,
-    pub(crate) http: StatusCode,
-    pub(crate) message: String,
-}
-
-impl Failure {
-    pub(crate) fn new(status: UploadStatus, error: FileError, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            http: http_status(status, error),
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn with_http(mut self, http: StatusCode) -> Self {
-        self.http = http;
-        self
-    }
-
-    pub(crate) fn file_too_large(limit: u64) -> Self {
-        Self::new(
-            UploadStatus::FileSizeExceeded,
-            FileError::FileSizeExceeded,
-            format!("file is larger than the {} limit", human_size(limit)),
-        )
-    }
-
-    pub(crate) fn request_too_large(limit: u64) -> Self {
-        Self::new(
-            UploadStatus::FileSizeExceeded,
-            FileError::FileSizeExceeded,
-            format!("request is larger than the {} limit", human_size(limit)),
-        )
-    }
-
-    pub(crate) fn parse(detail: impl fmt::Display) -> Self {
-        Self::new(
-            UploadStatus::ErrorUploading,
-            FileError::HeaderParsing,
-            format!(
-                "the upload request is malformed: {}",
-                plain(&detail.to_string())
-            ),
-        )
-    }
-
-    pub(crate) fn canceled() -> Self {
-        Self::new(
-            UploadStatus::CanceledByClientCommand,
-            FileError::None,
-            "the upload was canceled",
-        )
-    }
-
-    pub(crate) fn disconnected() -> Self {
-        Self::new(
-            UploadStatus::CanceledByClientConnection,
-            FileError::None,
-            "the client disconnected before the upload finished",
-        )
-    }
-
-    /// A file-system failure; the details go to the server's logs, not to the client.
-    pub(crate) fn io(error: FileError, what: &str) -> Self {
-        Self::new(
-            UploadStatus::ErrorUploading,
-            error,
-            format!("the server could not {what}"),
-        )
-    }
-
-    /// The record this failure leaves in the registry, as the client sees it.
-    pub(crate) fn from_info(info: &UploadInfo) -> Self {
-        Self {
-            status: info.status,
-            error: info.error,
-            http: http_status(info.status, info.error),
-            message: info.server_message.clone().unwrap_or_default(),
-        }
-    }
-}
-
-/// `text` without the characters that make markup: messages can quote the request (a field
-/// name, the parser's details) and the widget's pages may render them as HTML.
-fn plain(text: &str) -> String {
-    text.replace(['<', '>', '&'], "_")
-}
-
-/// The HTTP status of the answer to an upload that ended with `status` and `error`.
-#[must_use]
-pub fn http_status(status: UploadStatus, error: FileError) -> StatusCode {
-    match status {
-        UploadStatus::FileSizeExceeded => StatusCode::PAYLOAD_TOO_LARGE,
-        UploadStatus::CanceledByEvent => StatusCode::FORBIDDEN,
-        UploadStatus::CanceledByClientCommand => StatusCode::CONFLICT,
-        UploadStatus::CanceledByClientConnection => StatusCode::BAD_REQUEST,
-        UploadStatus::ErrorUploading => match error {
-            FileError::EstablishingFileName | FileError::HeaderParsing => StatusCode::BAD_REQUEST,
-            FileError::MimeTypeValidation => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        },
-        _ => StatusCode::OK,
-    }
-}
+use crate::failure::Failure;
 
 /// `1.5 MiB`, `4 MiB`, `512 KiB`, `100 bytes`.
 pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (unit, size) in UNITS {
         if bytes >= size {
-            return if bytes % size == 0 {
+            return if bytes.is_multiple_of(size) {
                 format!("{} {unit}", bytes / size)
             } else {
                 format!("{:.1} {unit}", bytes as f64 / size as f64)
@@ -219,7 +110,7 @@ pub(crate) fn upload_answer(records: &[UploadInfo], failure: Option<&Failure>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tower_upload_state::UploadKey;
+    use tower_upload_state::{FileError, UploadKey};
 
     #[test]
     fn sizes_read_well() {
@@ -228,31 +119,6 @@ mod tests {
         assert_eq!(human_size(512 * 1024), "512 KiB");
         assert_eq!(human_size(100), "100 bytes");
         assert_eq!(human_size(3 << 30), "3 GiB");
-    }
-
-    #[test]
-    fn rejections_map_to_http() {
-        use FileError as E;
-        use UploadStatus as S;
-        let cases = [
-            (S::FileSizeExceeded, E::FileSizeExceeded, 413),
-            (S::CanceledByEvent, E::ServerSideCancel, 403),
-            (S::ErrorUploading, E::EstablishingFileName, 400),
-            (S::ErrorUploading, E::HeaderParsing, 400),
-            (S::ErrorUploading, E::MimeTypeValidation, 415),
-            (S::ErrorUploading, E::FileWriting, 500),
-            (S::ErrorUploading, E::UploadFolderNotFound, 500),
-            (S::ErrorUploading, E::FileSaving, 500),
-            (S::CanceledByClientCommand, E::None, 409),
-            (S::Finished, E::None, 200),
-        ];
-        for (status, error, http) in cases {
-            assert_eq!(
-                http_status(status, error).as_u16(),
-                http,
-                "{status} {error}"
-            );
-        }
     }
 
     fn record(

@@ -34,6 +34,11 @@ pub const DEFAULT_MAX_FIELD_SIZE: usize = 64 * 1024;
 pub const DEFAULT_BUFFER_SIZE: usize = 256 * 1024;
 /// The default time a request body may stay silent before the upload is cut off.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default minimum transfer rate: 1 KiB/s over a minute of waiting for the body. A client
+/// below it holds a permit and a temp file for nothing (slowloris).
+pub const DEFAULT_MIN_TRANSFER_RATE: (u64, Duration) = (1024, Duration::from_secs(60));
+/// The default age past which a temp file that no upload holds is an orphan to delete.
+pub const DEFAULT_ORPHAN_AGE: Duration = Duration::from_secs(60 * 60);
 /// The name of the temp folder made inside the upload folder when none is configured.
 pub const DEFAULT_TEMP_SUBDIR: &str = ".tower-upload-tmp";
 
@@ -86,7 +91,7 @@ impl MimeFilter {
         if self.allowed.is_empty() {
             return true;
         }
-        let essence = mime_type.split(';').next().unwrap_or("").trim();
+        let essence = crate::mime::essence(mime_type);
         self.allowed
             .iter()
             .any(|entry| match entry.strip_suffix("/*") {
@@ -154,7 +159,11 @@ pub(crate) struct Config {
     pub(crate) sniff_mime_types: bool,
     pub(crate) buffer_size: usize,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) min_transfer_rate: Option<(u64, Duration)>,
     pub(crate) overwrite: OverwritePolicy,
+    pub(crate) durable: bool,
+    pub(crate) file_mode: Option<u32>,
+    pub(crate) orphan_age: Duration,
     pub(crate) events: Option<Arc<Events>>,
     pub(crate) sink: UploadSink,
     pub(crate) owner: Option<OwnerFn>,
@@ -182,7 +191,11 @@ impl Config {
             sniff_mime_types: false,
             buffer_size: DEFAULT_BUFFER_SIZE,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            min_transfer_rate: Some(DEFAULT_MIN_TRANSFER_RATE),
             overwrite: OverwritePolicy::default(),
+            durable: false,
+            file_mode: None,
+            orphan_age: DEFAULT_ORPHAN_AGE,
             events: None,
             sink: UploadSink::Disk,
             owner: None,
@@ -236,7 +249,11 @@ impl fmt::Debug for Config {
             .field("sniff_mime_types", &self.sniff_mime_types)
             .field("buffer_size", &self.buffer_size)
             .field("idle_timeout", &self.idle_timeout)
+            .field("min_transfer_rate", &self.min_transfer_rate)
             .field("overwrite", &self.overwrite)
+            .field("durable", &self.durable)
+            .field("file_mode", &self.file_mode)
+            .field("orphan_age", &self.orphan_age)
             .field("events", &self.events)
             .field("sink", &self.sink)
             .field("owner", &self.owner.as_ref().map(|_| ".."))

@@ -46,8 +46,9 @@ pub struct UploadStarting {
     pub declared_size: Option<u64>,
     /// The request's headers (cookies, authorization...).
     pub headers: Arc<HeaderMap>,
-    /// The non-file fields that came before this file part.
-    pub fields: Vec<FormField>,
+    /// The non-file fields that came before this file part (shared by every event of the
+    /// request, not copied per event).
+    pub fields: Arc<Vec<FormField>>,
 }
 
 /// What an `upload_starting` handler decides when it lets the upload go on.
@@ -153,7 +154,7 @@ pub struct UploadFinishing {
     /// The request's headers.
     pub headers: Arc<HeaderMap>,
     /// The non-file fields received so far (those before the file part, for the widget).
-    pub fields: Vec<FormField>,
+    pub fields: Arc<Vec<FormField>>,
 }
 
 /// What an `upload_finishing` handler decides when it accepts the file.
@@ -208,7 +209,7 @@ pub struct UploadFinished {
     /// The request's headers.
     pub headers: Arc<HeaderMap>,
     /// Every non-file field of the request (as far as it was read).
-    pub fields: Vec<FormField>,
+    pub fields: Arc<Vec<FormField>>,
 }
 
 /// Why a handler stops an upload: a veto (status 7, error 10) or a failure (status 6).

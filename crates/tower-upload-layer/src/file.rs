@@ -1,4 +1,6 @@
-//! The temp file an upload streams into, written in batches off the async threads.
+//! The files of the disk sink: the temp file an upload streams into (written in batches off
+//! the async threads, locked while it lives), storing it under its final name, and the sweep
+//! of what a crash left behind.
 
 use std::io::{self, IoSlice, Write};
 use std::mem;
@@ -27,6 +29,10 @@ const MAX_SUFFIX_ATTEMPTS: u32 = 10_000;
 /// next batch is received: at most two batches per upload are in memory, and the async
 /// threads never wait for the disk.
 ///
+/// The file holds an exclusive advisory lock (`flock`) for as long as it is open, handed to
+/// an `upload_finishing` handler and until it is stored: the orphan sweep, in this process or
+/// another one sharing the folder, deletes only temp files it can lock.
+///
 /// Dropping it deletes the file, off the async threads when a runtime is there (unlinking a
 /// large file can take a while).
 #[derive(Debug)]
@@ -51,10 +57,15 @@ impl TempUpload {
     /// Creates a fresh temp file in `dir`: a random name, created exclusively, mode 0600.
     pub(crate) async fn create(dir: PathBuf, buffer_size: usize) -> io::Result<Self> {
         let file = blocking(move || {
-            tempfile::Builder::new()
+            let file = tempfile::Builder::new()
                 .prefix(TEMP_PREFIX)
                 .suffix(TEMP_SUFFIX)
-                .tempfile_in(dir)
+                .tempfile_in(dir)?;
+            // Marks the file as live for the sweep. A file system without locks leaves it
+            // unlocked, and the sweep then leaves every file alone (it deletes only what it
+            // can lock).
+            let _ = file.as_file().try_lock();
+            Ok::<_, io::Error>(file)
         })
         .await?;
         Ok(Self {
@@ -164,14 +175,61 @@ pub(crate) enum PersistError {
     Io(io::Error),
 }
 
-/// Moves `file` to `dir/name` following `policy`; returns the final path.
+/// How a finished file is stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreOptions {
+    pub(crate) overwrite: OverwritePolicy,
+    /// `fsync` the data before the rename, and the folder after it.
+    pub(crate) durable: bool,
+    /// The final file's permissions (Unix); temp files are 0600 until then.
+    pub(crate) mode: Option<u32>,
+    /// Create `dir` (and its parents) when it is missing.
+    pub(crate) create_dir: bool,
+}
+
+/// Moves `file` to `dir/name` following `options`; returns the final path.
 pub(crate) async fn persist(
     file: NamedTempFile,
     dir: PathBuf,
     name: String,
-    policy: OverwritePolicy,
+    options: StoreOptions,
 ) -> Result<PathBuf, PersistError> {
-    blocking(move || persist_blocking(file, &dir, &name, policy)).await
+    blocking(move || {
+        if options.create_dir {
+            std::fs::create_dir_all(&dir).map_err(PersistError::Io)?;
+        }
+        prepare(&file, options).map_err(PersistError::Io)?;
+        let target = persist_blocking(file, &dir, &name, options.overwrite)?;
+        if options.durable {
+            sync_dir(&dir).map_err(PersistError::Io)?;
+        }
+        Ok(target)
+    })
+    .await
+}
+
+fn prepare(file: &NamedTempFile, options: StoreOptions) -> io::Result<()> {
+    if options.durable {
+        file.as_file().sync_data()?;
+    }
+    #[cfg(unix)]
+    if let Some(mode) = options.mode {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = options.mode;
+    Ok(())
+}
+
+/// Makes a rename in `dir` durable (on Unix; elsewhere the rename is all there is).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 fn persist_blocking(
@@ -180,6 +238,13 @@ fn persist_blocking(
     name: &str,
     policy: OverwritePolicy,
 ) -> Result<PathBuf, PersistError> {
+    // A last check that the name is one plain component: nothing may leave `dir`.
+    if !crate::names::is_single_normal_component(name) {
+        return Err(PersistError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the file name is not a single path component",
+        )));
+    }
     let target = dir.join(name);
     match policy {
         OverwritePolicy::Overwrite => match file.persist(&target) {
@@ -222,7 +287,10 @@ pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send 
 }
 
 /// Deletes this layer's temp files in `dir` that are older than `min_age` (what a crash or a
-/// kill left behind). Returns how many were deleted.
+/// kill left behind) and that no live upload holds: a file is deleted only while the sweep
+/// holds its lock, so a slow upload's file or one in an `upload_finishing` handler's hands is
+/// never touched, whatever its age, also by another process sharing the folder. Returns how
+/// many were deleted.
 pub(crate) fn sweep_orphans(dir: &Path, min_age: std::time::Duration) -> io::Result<usize> {
     let mut deleted = 0;
     let entries = match std::fs::read_dir(dir) {
@@ -243,10 +311,17 @@ pub(crate) fn sweep_orphans(dir: &Path, min_age: std::time::Duration) -> io::Res
             .modified()
             .ok()
             .and_then(|modified| modified.elapsed().ok());
-        if metadata.is_file()
-            && age.is_some_and(|age| age >= min_age)
-            && std::fs::remove_file(entry.path()).is_ok()
-        {
+        if !metadata.is_file() || age.is_none_or(|age| age < min_age) {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(entry.path()) else {
+            continue;
+        };
+        // Held by a live upload (or locks are not supported here): leave it.
+        if file.try_lock().is_err() {
+            continue;
+        }
+        if std::fs::remove_file(entry.path()).is_ok() {
             deleted += 1;
         }
     }
@@ -304,6 +379,79 @@ mod tests {
         assert!(files_in(dir.path()).is_empty());
     }
 
+    fn options(overwrite: OverwritePolicy) -> StoreOptions {
+        StoreOptions {
+            overwrite,
+            durable: false,
+            mode: None,
+            create_dir: false,
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn durable_stores_get_the_configured_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_owned();
+        let path = persist(
+            temp_with(&base, b"data").await,
+            base.join("made/here"),
+            "a.txt".into(),
+            StoreOptions {
+                overwrite: OverwritePolicy::Reject,
+                durable: true,
+                mode: Some(0o640),
+                create_dir: true,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+    }
+
+    #[tokio::test]
+    async fn a_name_that_is_not_one_component_is_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("uploads");
+        std::fs::create_dir(&base).unwrap();
+        for bad in ["../escape.txt", "a/b.txt", "..", ""] {
+            let result = persist(
+                temp_with(&base, b"x").await,
+                base.clone(),
+                bad.into(),
+                options(OverwritePolicy::Overwrite),
+            )
+            .await;
+            assert!(matches!(result, Err(PersistError::Io(_))), "{bad:?}");
+        }
+        assert!(files_in(dir.path()) == ["uploads"]);
+        assert!(files_in(&base).is_empty());
+    }
+
+    /// A live temp file is never swept, whatever its age (this failed before the lock: the
+    /// sweep went by age alone).
+    #[tokio::test]
+    async fn the_sweep_never_deletes_a_live_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut live = TempUpload::create(dir.path().to_owned(), 4).await.unwrap();
+        live.push(Bytes::from_static(b"12345678")).await.unwrap();
+        let orphan = dir.path().join(format!("{TEMP_PREFIX}orphan{TEMP_SUFFIX}"));
+        std::fs::write(&orphan, b"left by a crash").unwrap();
+        let swept = blocking({
+            let dir = dir.path().to_owned();
+            move || sweep_orphans(&dir, std::time::Duration::ZERO)
+        })
+        .await
+        .unwrap();
+        assert_eq!(swept, 1);
+        assert!(!orphan.exists());
+        let file = live.finish().await.unwrap();
+        assert_eq!(std::fs::read(file.path()).unwrap(), b"12345678");
+    }
+
     async fn temp_with(dir: &Path, content: &[u8]) -> NamedTempFile {
         let mut file = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
@@ -321,7 +469,7 @@ mod tests {
             temp_with(&base, b"1").await,
             base.clone(),
             "a.txt".into(),
-            OverwritePolicy::UniqueSuffix,
+            options(OverwritePolicy::UniqueSuffix),
         )
         .await
         .unwrap();
@@ -330,7 +478,7 @@ mod tests {
             temp_with(&base, b"2").await,
             base.clone(),
             "a.txt".into(),
-            OverwritePolicy::UniqueSuffix,
+            options(OverwritePolicy::UniqueSuffix),
         )
         .await
         .unwrap();
@@ -339,7 +487,7 @@ mod tests {
             temp_with(&base, b"3").await,
             base.clone(),
             "a.txt".into(),
-            OverwritePolicy::Reject,
+            options(OverwritePolicy::Reject),
         )
         .await;
         assert!(matches!(rejected, Err(PersistError::Exists(_))));
@@ -347,7 +495,7 @@ mod tests {
             temp_with(&base, b"4").await,
             base.clone(),
             "a.txt".into(),
-            OverwritePolicy::Overwrite,
+            options(OverwritePolicy::Overwrite),
         )
         .await
         .unwrap();
@@ -365,7 +513,7 @@ mod tests {
             temp_with(&base, b"x").await,
             base.join("gone"),
             "a".into(),
-            OverwritePolicy::UniqueSuffix,
+            options(OverwritePolicy::UniqueSuffix),
         )
         .await;
         assert!(matches!(result, Err(PersistError::Io(_))));

@@ -215,10 +215,50 @@ impl UploadLayer {
         self
     }
 
+    /// The slowest a request body may arrive: `Some((bytes_per_second, window))` cuts off an
+    /// upload that brought fewer than `bytes_per_second` per second over a `window` of time
+    /// spent waiting for its body (408, status 6, error 7; a retry may start over). Time the
+    /// server spends elsewhere (writing, event handlers) does not count. `None` turns the
+    /// check off. Default: [`DEFAULT_MIN_TRANSFER_RATE`](crate::DEFAULT_MIN_TRANSFER_RATE),
+    /// 1 KiB/s over 60 s: a client dripping a byte every few seconds no longer holds a
+    /// permit forever.
+    #[must_use]
+    pub fn min_transfer_rate(mut self, rate: Option<(u64, Duration)>) -> Self {
+        self.config().min_transfer_rate = rate;
+        self
+    }
+
     /// What happens when the final name is taken.
     #[must_use]
     pub fn overwrite(mut self, policy: OverwritePolicy) -> Self {
         self.config().overwrite = policy;
+        self
+    }
+
+    /// `fsync` each file's data before it gets its final name, and the folder after the
+    /// rename, so that a stored file survives a power loss. Off by default: it costs about
+    /// half the throughput on this project's benchmark machine (see BENCHMARKS.md).
+    #[must_use]
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.config().durable = durable;
+        self
+    }
+
+    /// The permissions of stored files (Unix mode bits, e.g. `0o640`). By default they keep
+    /// the temp file's `0o600`. Ignored on other platforms.
+    #[must_use]
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.config().file_mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// How old a temp file must be before the orphan sweep deletes it, and how often the
+    /// sweep runs (default [`DEFAULT_ORPHAN_AGE`](crate::DEFAULT_ORPHAN_AGE), an hour). The
+    /// sweep never deletes a temp file a live upload holds, whatever its age (each holds a
+    /// file lock, also seen by other instances sharing the folder).
+    #[must_use]
+    pub fn orphan_age(mut self, age: Duration) -> Self {
+        self.config().orphan_age = age;
         self
     }
 
@@ -456,17 +496,18 @@ impl UploadLayer {
         self
     }
 
-    /// Deletes temp files that a crash or kill left in the temp folder, older than the
-    /// registry's retention. Runs by itself on the first upload and then once per retention
-    /// period; call it at start-up to run it sooner. Returns how many files were deleted.
+    /// Deletes temp files that a crash or kill left in the temp folder: older than
+    /// [`orphan_age`](Self::orphan_age) and held by no live upload. Runs by itself on the
+    /// first upload and then once per `orphan_age`; call it at start-up to run it sooner.
+    /// Returns how many files were deleted.
     ///
     /// # Errors
     ///
     /// The temp folder cannot be read (a missing folder is not an error).
     pub async fn sweep_orphans(&self) -> io::Result<usize> {
         let dir = self.config.temp_dir();
-        let min_age = self.config.registry.retention();
-        let next = crate::upload::now_millis().saturating_add(min_age.as_millis() as u64);
+        let min_age = self.config.orphan_age;
+        let next = crate::front::now_millis().saturating_add(min_age.as_millis() as u64);
         self.config
             .next_sweep
             .store(next, std::sync::atomic::Ordering::Relaxed);

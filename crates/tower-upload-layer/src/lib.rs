@@ -125,30 +125,33 @@ mod answer;
 mod body;
 mod config;
 mod events;
+mod failure;
 mod file;
+mod front;
 mod future;
 mod layer;
+mod mime;
 mod multipart;
 mod names;
+mod pipeline;
 mod service;
 mod sink;
 mod sniff;
 mod stream;
 mod trace;
-mod upload;
 
-pub use answer::http_status;
 pub use body::ResponseBody;
 pub use config::{
     MimeFilter, OverwritePolicy, DEFAULT_BUFFER_SIZE, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_UPLOADS, DEFAULT_MAX_FIELDS, DEFAULT_MAX_FIELD_SIZE,
     DEFAULT_MAX_FILES_PER_REQUEST, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_PART_HEADER_SIZE,
-    DEFAULT_TEMP_SUBDIR, DEFAULT_UPLOAD_PATH,
+    DEFAULT_MIN_TRANSFER_RATE, DEFAULT_ORPHAN_AGE, DEFAULT_TEMP_SUBDIR, DEFAULT_UPLOAD_PATH,
 };
 pub use events::{
     EventError, FileChunk, FinishOptions, FormField, StartOptions, UploadFinished, UploadFinishing,
     UploadStarting,
 };
+pub use failure::http_status;
 pub use future::ResponseFuture;
 pub use layer::UploadLayer;
 pub use service::Upload;

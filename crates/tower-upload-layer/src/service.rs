@@ -10,7 +10,7 @@ use tower_service::Service;
 use tower_upload_state::UploadRegistry;
 
 use crate::config::Config;
-use crate::{upload, BoxError, ResponseBody, ResponseFuture, UploadLayer};
+use crate::{front, BoxError, ResponseBody, ResponseFuture, UploadLayer};
 
 /// Middleware that takes the file uploads out of a request stream: every `POST` to the upload
 /// path is answered by this service, everything else goes to the inner service untouched.
@@ -79,7 +79,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if self.intercepts(&request) {
             let config = Arc::clone(&self.config);
-            ResponseFuture::upload(Box::pin(upload::handle(config, request)))
+            ResponseFuture::upload(Box::pin(front::multipart::handle(config, request)))
         } else {
             ResponseFuture::inner(self.inner.call(request))
         }

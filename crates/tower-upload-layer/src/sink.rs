@@ -8,7 +8,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tempfile::NamedTempFile;
 use tower_upload_state::UploadKey;
+
+use crate::file::TempUpload;
 
 /// The future a sink method returns.
 pub type SinkFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -75,8 +78,9 @@ pub struct SinkFile {
 ///
 /// The layer calls [`open`](Self::open) when a file part starts (after `upload_starting`),
 /// then [`FileWriter::write`] for every chunk, and [`FileWriter::finish`] once all bytes are
-/// in; on any failure, cancel or disconnect it calls [`FileWriter::abort`] instead. Limits,
-/// progress and cancellation work as with the disk.
+/// in; on any failure, cancel or disconnect it calls [`FileWriter::abort`] instead. If an
+/// `upload_finishing` handler refuses a file the writer already finished, the layer calls
+/// [`discard`](Self::discard). Limits, progress and cancellation work as with the disk.
 ///
 /// # Example
 ///
@@ -113,6 +117,14 @@ pub struct SinkFile {
 pub trait FileSink: fmt::Debug + Send + Sync + 'static {
     /// Starts a file.
     fn open<'a>(&'a self, file: &'a SinkFile) -> SinkFuture<'a, io::Result<Box<dyn FileWriter>>>;
+
+    /// An `upload_finishing` handler refused `file` after its writer
+    /// [finished](FileWriter::finish): remove what was stored. The upload is recorded as
+    /// vetoed (status 7) whatever this returns; the default does nothing.
+    fn discard<'a>(&'a self, file: &'a SinkFile) -> SinkFuture<'a, ()> {
+        let _ = file;
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// One file being written to a [`FileSink`].
@@ -128,5 +140,123 @@ pub trait FileWriter: fmt::Debug + Send + 'static {
     fn abort(self: Box<Self>) -> SinkFuture<'static, ()> {
         drop(self);
         Box::pin(std::future::ready(()))
+    }
+}
+
+/// Where one file part's bytes are going: the writer of the configured [`UploadSink`].
+pub(crate) enum Writer {
+    Disk(TempUpload),
+    Memory(Vec<Bytes>),
+    Custom(CustomWriter),
+}
+
+/// A file's bytes once all are in.
+pub(crate) enum Received {
+    Disk(NamedTempFile),
+    Memory(Bytes),
+    /// The custom sink has them, under this description.
+    Custom(Arc<dyn FileSink>, SinkFile),
+}
+
+/// A custom sink's writer; dropped before `finish`, it is aborted.
+pub(crate) struct CustomWriter {
+    sink: Arc<dyn FileSink>,
+    file: SinkFile,
+    writer: Option<Box<dyn FileWriter>>,
+}
+
+impl Drop for CustomWriter {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(writer.abort());
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Opens the configured sink's writer for `file`; disk files go to `temp_dir`.
+    pub(crate) async fn open(
+        sink: &UploadSink,
+        temp_dir: impl FnOnce() -> std::path::PathBuf,
+        buffer_size: usize,
+        file: SinkFile,
+    ) -> io::Result<Self> {
+        Ok(match sink {
+            UploadSink::Disk => Self::Disk(TempUpload::create(temp_dir(), buffer_size).await?),
+            UploadSink::Memory { .. } => Self::Memory(Vec::new()),
+            UploadSink::Custom(sink) => {
+                let writer = sink.open(&file).await?;
+                Self::Custom(CustomWriter {
+                    sink: Arc::clone(sink),
+                    file,
+                    writer: Some(writer),
+                })
+            }
+        })
+    }
+
+    pub(crate) async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        match self {
+            Self::Disk(temp) => temp.push(chunk).await,
+            Self::Memory(chunks) => {
+                chunks.push(chunk);
+                Ok(())
+            }
+            Self::Custom(custom) => {
+                let writer = custom.writer.as_mut().expect("open until finished");
+                writer.write(chunk).await
+            }
+        }
+    }
+
+    pub(crate) async fn finish(self) -> io::Result<Received> {
+        match self {
+            Self::Disk(temp) => Ok(Received::Disk(temp.finish().await?)),
+            Self::Memory(chunks) => Ok(Received::Memory(concat(chunks))),
+            Self::Custom(mut custom) => {
+                let writer = custom.writer.take().expect("open until finished");
+                writer.finish().await?;
+                Ok(Received::Custom(
+                    Arc::clone(&custom.sink),
+                    custom.file.clone(),
+                ))
+            }
+        }
+    }
+
+    /// Ends a writer that will not finish; waits for a custom sink's `abort`.
+    pub(crate) async fn abort(self) {
+        if let Self::Custom(mut custom) = self {
+            if let Some(writer) = custom.writer.take() {
+                writer.abort().await;
+            }
+        }
+        // A temp file deletes itself as it drops; memory is just freed.
+    }
+}
+
+impl Received {
+    /// The file will not be kept (a veto): delete it, or tell the custom sink.
+    pub(crate) async fn discard(self) {
+        match self {
+            Self::Disk(file) => crate::file::discard(file),
+            Self::Memory(_) => {}
+            Self::Custom(sink, file) => sink.discard(&file).await,
+        }
+    }
+}
+
+fn concat(chunks: Vec<Bytes>) -> Bytes {
+    match <[Bytes; 1]>::try_from(chunks) {
+        Ok([only]) => only,
+        Err(chunks) => {
+            let mut whole = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in &chunks {
+                whole.extend_from_slice(chunk);
+            }
+            Bytes::from(whole)
+        }
     }
 }

@@ -50,12 +50,7 @@ const HTML_TAGS: &[&str] = &[
 /// Declared types whose files are ZIP archives underneath (office documents, Java and Android
 /// archives, e-books): their content sniffs as `application/zip`.
 fn is_zip_based(mime_type: &str) -> bool {
-    let essence = mime_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::mime::essence(mime_type).to_ascii_lowercase();
     essence == "application/zip"
         || essence == "application/x-zip-compressed"
         || essence.starts_with("application/vnd.openxmlformats-officedocument.")

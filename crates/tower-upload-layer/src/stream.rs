@@ -65,6 +65,13 @@ pub(crate) enum BodyError {
     Read(BoxError),
     /// The body was silent for longer than the idle timeout.
     Idle(Duration),
+    /// The body arrived slower than the minimum rate over a whole window of waiting.
+    TooSlow {
+        /// The minimum, in bytes per second.
+        min_rate: u64,
+        /// The waiting time it was measured over.
+        window: Duration,
+    },
     /// The body is larger than the request limit.
     TooLarge(u64),
     /// Part headers (or the preamble) went on past the limit without ending.
@@ -76,6 +83,11 @@ impl fmt::Display for BodyError {
         match self {
             Self::Read(error) => write!(f, "reading the request body failed: {error}"),
             Self::Idle(after) => write!(f, "no data received for {} s", after.as_secs()),
+            Self::TooSlow { min_rate, window } => write!(
+                f,
+                "fewer than {min_rate} bytes per second over {} s",
+                window.as_secs()
+            ),
             Self::TooLarge(limit) => write!(f, "the request is larger than {limit} bytes"),
             Self::HeadersTooLarge(limit) => {
                 write!(f, "the part headers are larger than {limit} bytes")
@@ -89,8 +101,10 @@ impl std::error::Error for BodyError {}
 pin_project! {
     /// Adapts a request body to the multipart reader's input stream.
     ///
-    /// - **Idle timeout**, checked lazily: the timer is re-armed only when it fires, from the
-    ///   time of the last chunk, so a busy upload costs one `Instant::now()` per chunk.
+    /// - **Idle timeout** and **minimum rate** measure only the time spent *waiting* for the
+    ///   body, from the first `Pending` on: time the server spent elsewhere (writing, running
+    ///   event handlers) is not the client's fault. The timer is re-armed only when it fires,
+    ///   so a busy upload costs one `Instant::now()` per wait.
     /// - **Request and part-header limits**, counted as bytes are pulled.
     pub(crate) struct BodyStream<B> {
         #[pin]
@@ -98,14 +112,52 @@ pin_project! {
         gauge: Arc<Gauge>,
         limit: Option<u64>,
         idle: Option<Idle>,
+        rate: Option<Rate>,
+        // When the current wait for the body began; `None` while data is flowing.
+        waiting_since: Option<Instant>,
         header_limit: usize,
     }
 }
 
 struct Idle {
     timeout: Duration,
-    last_activity: Instant,
     timer: Pin<Box<Sleep>>,
+}
+
+/// The minimum transfer rate, measured over windows of waiting time.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    min: u64,
+    window: Duration,
+    /// Waiting time in the current window.
+    waited: Duration,
+    /// Bytes received in the current window.
+    bytes: u64,
+}
+
+impl Rate {
+    /// Counts `bytes` that arrived after `waited`; false once a whole window of waiting
+    /// brought fewer bytes than the minimum.
+    fn record(&mut self, waited: Duration, bytes: u64) -> bool {
+        self.waited += waited;
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.waited < self.window {
+            return true;
+        }
+        let needed = (self.min as f64 * self.waited.as_secs_f64()) as u64;
+        let fast_enough = self.bytes >= needed;
+        self.waited = Duration::ZERO;
+        self.bytes = 0;
+        fast_enough
+    }
+}
+
+/// How slow a body may be: the idle timeout and the minimum rate `(bytes per second, window
+/// of waiting time)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pace {
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) min_rate: Option<(u64, Duration)>,
 }
 
 impl<B> BodyStream<B> {
@@ -113,32 +165,43 @@ impl<B> BodyStream<B> {
         body: B,
         gauge: Arc<Gauge>,
         limit: Option<u64>,
-        idle_timeout: Option<Duration>,
+        pace: Pace,
         header_limit: usize,
     ) -> Self {
-        let idle = idle_timeout.map(|timeout| Idle {
+        let idle = pace.idle_timeout.map(|timeout| Idle {
             timeout,
-            last_activity: Instant::now(),
             timer: Box::pin(tokio::time::sleep(timeout)),
         });
+        let rate = pace
+            .min_rate
+            .filter(|&(min, window)| min > 0 && !window.is_zero())
+            .map(|(min, window)| Rate {
+                min,
+                window,
+                waited: Duration::ZERO,
+                bytes: 0,
+            });
         Self {
             body,
             gauge,
             limit,
             idle,
+            rate,
+            waiting_since: None,
             header_limit,
         }
     }
 }
 
 impl Idle {
-    /// Whether the body has been silent for the whole timeout; re-arms the timer otherwise.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Whether the wait that began at `since` has lasted the whole timeout; re-arms the timer
+    /// otherwise.
+    fn expired(&mut self, since: Instant, cx: &mut Context<'_>) -> bool {
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            let deadline = self.last_activity + self.timeout;
+            let deadline = since + self.timeout;
             if Instant::now() >= deadline {
                 return true;
             }
@@ -160,8 +223,12 @@ where
             let frame = match this.body.as_mut().poll_frame(cx) {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
+                    if this.idle.is_none() && this.rate.is_none() {
+                        return Poll::Pending;
+                    }
+                    let since = *this.waiting_since.get_or_insert_with(Instant::now);
                     if let Some(idle) = this.idle.as_mut() {
-                        if idle.expired(cx) {
+                        if idle.expired(since, cx) {
                             return Poll::Ready(Some(Err(BodyError::Idle(idle.timeout))));
                         }
                     }
@@ -197,8 +264,17 @@ where
             {
                 return Poll::Ready(Some(Err(BodyError::HeadersTooLarge(*this.header_limit))));
             }
-            if let Some(idle) = this.idle.as_mut() {
-                idle.last_activity = Instant::now();
+            let waited = this
+                .waiting_since
+                .take()
+                .map_or(Duration::ZERO, |since| since.elapsed());
+            if let Some(rate) = this.rate.as_mut() {
+                if !rate.record(waited, data.len() as u64) {
+                    return Poll::Ready(Some(Err(BodyError::TooSlow {
+                        min_rate: rate.min,
+                        window: rate.window,
+                    })));
+                }
             }
             return Poll::Ready(Some(Ok(data)));
         }
@@ -226,7 +302,7 @@ mod tests {
             chunks(&[b"1234", b"5678"]),
             gauge.clone(),
             Some(6),
-            None,
+            Pace::default(),
             10,
         );
         let items: Vec<_> = stream.collect().await;
@@ -242,7 +318,7 @@ mod tests {
             chunks(&[b"12345", b"67890", b"abcde", b"fghij"]),
             gauge.clone(),
             None,
-            None,
+            Pace::default(),
             3,
         );
         let mut stream = std::pin::pin!(stream);
@@ -263,7 +339,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_fires_on_a_silent_body() {
         let (mut sender, body) = channel_body();
-        let stream = BodyStream::new(body, Gauge::new(), None, Some(Duration::from_secs(5)), 10);
+        let stream = BodyStream::new(body, Gauge::new(), None, idle(5), 10);
         let mut stream = std::pin::pin!(stream);
         sender.send(Bytes::from_static(b"x")).await;
         assert!(stream.next().await.unwrap().is_ok());
@@ -276,7 +352,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn steady_data_keeps_the_idle_timer_away() {
         let (mut sender, body) = channel_body();
-        let stream = BodyStream::new(body, Gauge::new(), None, Some(Duration::from_secs(5)), 10);
+        let stream = BodyStream::new(body, Gauge::new(), None, idle(5), 10);
         let feeder = tokio::spawn(async move {
             for _ in 0..10 {
                 tokio::time::sleep(Duration::from_secs(3)).await;
@@ -297,13 +373,88 @@ mod tests {
             Err("connection reset".into()),
         ];
         let body = StreamBody::new(futures_util::stream::iter(frames));
-        let items: Vec<_> = BodyStream::new(body, Gauge::new(), None, None, 10)
+        let items: Vec<_> = BodyStream::new(body, Gauge::new(), None, Pace::default(), 10)
             .collect()
             .await;
         assert_eq!(items.len(), 2);
         assert!(
             matches!(&items[1], Err(BodyError::Read(e)) if e.to_string() == "connection reset")
         );
+    }
+
+    fn idle(seconds: u64) -> Pace {
+        Pace {
+            idle_timeout: Some(Duration::from_secs(seconds)),
+            min_rate: None,
+        }
+    }
+
+    /// The idle timeout counts waits for the body only: a consumer busy for longer than the
+    /// timeout between two reads is not a silent client (this failed before the fix).
+    #[tokio::test(start_paused = true)]
+    async fn time_the_server_is_busy_is_not_idle_time() {
+        let (mut sender, body) = channel_body();
+        let stream = BodyStream::new(body, Gauge::new(), None, idle(5), 10);
+        let mut stream = std::pin::pin!(stream);
+        sender.send(Bytes::from_static(b"a")).await;
+        assert!(stream.next().await.unwrap().is_ok());
+        // The server is busy for 8 s (say, an event handler), then waits 1 s for the next chunk.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let feeder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            sender.send(Bytes::from_static(b"b")).await;
+            sender
+        });
+        let item = stream.next().await.unwrap();
+        assert!(item.is_ok(), "{item:?}");
+        drop(feeder.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_below_the_minimum_rate_is_cut_off() {
+        let (mut sender, body) = channel_body();
+        let pace = Pace {
+            idle_timeout: Some(Duration::from_secs(30)),
+            min_rate: Some((100, Duration::from_secs(10))),
+        };
+        let stream = BodyStream::new(body, Gauge::new(), None, pace, 10);
+        let feeder = tokio::spawn(async move {
+            // One byte every 3 s: never idle for 30 s, but 0.33 bytes per second.
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                sender.send(Bytes::from_static(b"x")).await;
+            }
+        });
+        let items: Vec<_> = stream.take(20).collect().await;
+        let cut = items.iter().position(Result::is_err).expect("cut off");
+        assert!(
+            matches!(items[cut], Err(BodyError::TooSlow { min_rate: 100, .. })),
+            "{:?}",
+            items[cut]
+        );
+        // A whole window of waiting (10 s) at one byte per 3 s: the fourth byte ends it.
+        assert_eq!(cut, 3);
+        feeder.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_upload_above_the_minimum_rate_passes() {
+        let (mut sender, body) = channel_body();
+        let pace = Pace {
+            idle_timeout: None,
+            min_rate: Some((100, Duration::from_secs(10))),
+        };
+        let stream = BodyStream::new(body, Gauge::new(), None, pace, 10);
+        let feeder = tokio::spawn(async move {
+            for _ in 0..30 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                sender.send(Bytes::from(vec![0u8; 150])).await;
+            }
+        });
+        let items: Vec<_> = stream.collect().await;
+        feeder.await.unwrap();
+        assert_eq!(items.len(), 30);
+        assert!(items.iter().all(Result::is_ok));
     }
 
     struct Sender(tokio::sync::mpsc::Sender<Bytes>);
