@@ -63,7 +63,8 @@ struct FileResult<'a> {
     answer: StatusAnswer<'a>,
 }
 
-/// The answer to an upload request, from the final records of its keys (in key order).
+/// The answer to an upload request, from the final records of its keys (in key order); a
+/// `batch` request (several keys) answers in the batch form even when one key ended.
 ///
 /// - One key, success: `200 {"status":2,"error":-1,"bytesUploaded":N,"size":N}`, without
 ///   `serverMessage` (the widget hangs on a success that carries one; it reads the message
@@ -72,9 +73,13 @@ struct FileResult<'a> {
 /// - Batch: `{"files":[{"key":..,"status":..,...}]}`; on success no top-level `error` (the
 ///   only answer the widget accepts as a completed batch); on failure the failed key's fields
 ///   at the top level too, so the widget reports it.
-pub(crate) fn upload_answer(records: &[UploadInfo], failure: Option<&Failure>) -> Response<Bytes> {
+pub(crate) fn upload_answer(
+    records: &[UploadInfo],
+    batch: bool,
+    failure: Option<&Failure>,
+) -> Response<Bytes> {
     let http = failure.map_or(StatusCode::OK, |failure| failure.http);
-    if let [record] = records {
+    if let (false, [record]) = (batch, records) {
         let mut answer = record.status_answer();
         if failure.is_none() {
             answer.server_message = None;
@@ -148,7 +153,7 @@ mod tests {
             FileError::None,
             Some("saved"),
         )];
-        let response = upload_answer(&records, None);
+        let response = upload_answer(&records, true, None);
         assert_eq!(response.status(), 200);
         assert_eq!(
             body(&response),
@@ -163,7 +168,7 @@ mod tests {
             record("a", UploadStatus::Finished, FileError::None, None),
             record("b", UploadStatus::Finished, FileError::None, None),
         ];
-        let json = body(&upload_answer(&records, None));
+        let json = body(&upload_answer(&records, true, None));
         assert!(json.get("error").is_none());
         assert_eq!(json["files"][1]["key"], "b");
         assert_eq!(json["files"][1]["status"], 2);
@@ -181,7 +186,7 @@ mod tests {
                 Some(&failure.message),
             ),
         ];
-        let response = upload_answer(&records, Some(&failure));
+        let response = upload_answer(&records, true, Some(&failure));
         assert_eq!(response.status(), 413);
         let json = body(&response);
         assert_eq!(json["error"], 2);

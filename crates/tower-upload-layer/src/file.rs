@@ -171,6 +171,8 @@ fn write_all_vectored(file: &mut std::fs::File, batch: &[Bytes]) -> io::Result<(
 pub(crate) enum PersistError {
     /// A file with that name exists and the policy is [`OverwritePolicy::Reject`].
     Exists(PathBuf),
+    /// The folder could not be made.
+    Folder(io::Error),
     /// Renaming failed.
     Io(io::Error),
 }
@@ -196,7 +198,7 @@ pub(crate) async fn persist(
 ) -> Result<PathBuf, PersistError> {
     blocking(move || {
         if options.create_dir {
-            std::fs::create_dir_all(&dir).map_err(PersistError::Io)?;
+            std::fs::create_dir_all(&dir).map_err(PersistError::Folder)?;
         }
         prepare(&file, options).map_err(PersistError::Io)?;
         let target = persist_blocking(file, &dir, &name, options.overwrite)?;

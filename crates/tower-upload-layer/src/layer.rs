@@ -437,7 +437,9 @@ impl UploadLayer {
 
     /// Registers an `upload_finished` handler: it runs for every upload that ends, stored,
     /// vetoed, failed, canceled or disconnected, with its final record, once the request is
-    /// done (so it sees every form field). For audits and clean-up; a panic in it is
+    /// done (so it sees every form field). It runs exactly once per upload, in a task of its
+    /// own: the answer never waits for it, and a dropped request future (the client went
+    /// away) still announces its uploads. For audits and clean-up; a panic in it is
     /// contained.
     #[must_use]
     pub fn on_upload_finished<F, Fut>(mut self, handler: F) -> Self

@@ -72,14 +72,14 @@
 //! | unusable file name | 400 | 6 / 0 |
 //! | malformed multipart | 400 | 6 / 4 |
 //! | part headers too large | 431 | 6 / 4 |
-//! | body silent for `idle_timeout` | 408 | 6 / 7 |
+//! | body silent for `idle_timeout`, or slower than `min_transfer_rate` | 408 | 6 / 7 |
 //! | `command=cancel` while streaming | 409 | 4 / -1 |
 //! | client disconnected | (nobody listens) | 8 / -1 |
 //! | upload folder missing and cannot be created | 500 | 6 / 3 |
 //! | disk full, write error | 500 | 6 / 7 |
 //! | final name taken with [`OverwritePolicy::Reject`] | 409 | 6 / 6 |
 //! | the same key already streaming | 409 `{"error":"upload_in_progress",...}` | unchanged |
-//! | a key that was rejected before (4, 5, 6, 7) | the same verdict at once | unchanged |
+//! | a key refused before for what the client sent (4, 5, 7; 6 with error 0, 1, 4) | the same verdict at once | unchanged |
 //! | too many uploads at once | 503 `{"error":"too_many_uploads",...}` | not registered |
 //! | missing or malformed `key` | 400 `{"error":"missing_key"/"invalid_key",...}` | not registered |
 //! | not `multipart/form-data` | 415 `{"error":"not_multipart",...}` | not registered |
@@ -94,11 +94,23 @@
 //! **Batches** (`key=K1;K2`): the i-th file part belongs to the i-th key. The answer is
 //! `{"files":[{"key":"K1","status":2,...},...]}`; on failure the failed key's `status`,
 //! `error` and `serverMessage` are also at the top level. The widget can only show the batch
-//! as a whole: per-file errors of a batch do not reach it.
+//! as a whole: per-file errors of a batch do not reach it. A failure ends the key whose part
+//! it happened in (or whose part was expected next); keys finished before keep their files;
+//! keys not reached are released (a retry may post them), or end with status 8 when the
+//! client disconnected. Once every key has its file the request has succeeded, and the rest
+//! of the body is not read for files.
+//!
+//! **One pipeline per file.** Every file part goes through the same stages, whatever the
+//! protocol front-end that feeds it: start (status 1, name and type checks,
+//! `upload_starting`, the sink's writer), stream (limits, sniffing, `file_uploading`,
+//! progress), finish (status 9, `upload_finishing`, the final name, status 2), or one
+//! terminal failure that cleans up after itself.
 //!
 //! No temp file outlives its upload: failures delete it, and so does dropping the response
-//! future (a `Drop` guard); the first upload, and then one every retention period, sweeps
-//! what a crash left ([`UploadLayer::sweep_orphans`]).
+//! future (a `Drop` guard); the first upload, and then one every
+//! [`orphan_age`](UploadLayer::orphan_age), sweeps what a crash left
+//! ([`UploadLayer::sweep_orphans`]); a temp file a live upload holds is locked and never
+//! swept.
 //!
 //! # Ordering with other layers
 //!

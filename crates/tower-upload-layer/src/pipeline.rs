@@ -440,6 +440,11 @@ impl FilePart {
                     ),
                 )
                 .with_http(http::StatusCode::CONFLICT),
+                PersistError::Folder(error) => Failure::io(
+                    &error,
+                    FileError::UploadFolderNotFound,
+                    "create the upload folder",
+                ),
                 PersistError::Io(error) => {
                     Failure::io(&error, FileError::FileSaving, "save the file")
                 }

@@ -236,7 +236,7 @@ fn claim_error(error: ClaimError) -> Response<Bytes> {
         ClaimError::Rejected(previous) => {
             // A repeated POST (Chromium re-sends after a hang-up) gets the same verdict.
             let failure = Failure::from_info(&previous);
-            upload_answer(std::slice::from_ref(&*previous), Some(&failure))
+            upload_answer(std::slice::from_ref(&*previous), false, Some(&failure))
         }
         ClaimError::Full { .. } => {
             protocol_error(StatusCode::SERVICE_UNAVAILABLE, "registry_full", error)
@@ -256,6 +256,8 @@ struct MultipartUpload {
     fields: Fields,
     /// How many non-file fields were read (kept or not).
     field_count: usize,
+    /// Whether the request names several keys (it answers in the batch form).
+    batch: bool,
 }
 
 impl MultipartUpload {
@@ -263,6 +265,7 @@ impl MultipartUpload {
         Self {
             context: Arc::new(context),
             ended: Vec::with_capacity(handles.len()),
+            batch: handles.len() > 1,
             pending: handles.into(),
             fields: Fields::default(),
             field_count: 0,
@@ -504,7 +507,7 @@ impl MultipartUpload {
             }
         }
         self.context.set_fields(&self.fields);
-        upload_answer(&self.ended, failure.as_ref())
+        upload_answer(&self.ended, self.batch, failure.as_ref())
     }
 }
 
