@@ -413,3 +413,135 @@ async fn store_errors_are_not_quoted_to_clients() {
     assert!(!text.contains("10.1.2.3"), "{text}");
     assert_eq!(response.json()["error"], "store_unavailable");
 }
+
+/// Where a request's future can be dropped (a client gone, a `TimeoutLayer` firing).
+#[derive(Clone, Copy, Debug)]
+enum DropAt {
+    WaitingForPartHeaders,
+    MidFile,
+    InUploadStarting,
+    InUploadFinishing,
+}
+
+/// Dropping the response future at any await point still announces the upload exactly once,
+/// as status 8, and leaves no temp file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_request_is_announced_exactly_once_wherever_it_stops() {
+    use http_body_util::BodyExt;
+    for at in [
+        DropAt::WaitingForPartHeaders,
+        DropAt::MidFile,
+        DropAt::InUploadStarting,
+        DropAt::InUploadFinishing,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let heard: Arc<Mutex<Vec<UploadFinished>>> = Arc::default();
+        let entered = Arc::new(Notify::new());
+        let registry = UploadRegistry::new();
+        let layer = tower_upload_layer::UploadLayer::new(registry.clone())
+            .upload_dir(dir.path())
+            .on_upload_starting({
+                let entered = Arc::clone(&entered);
+                move |_event| {
+                    let entered = Arc::clone(&entered);
+                    async move {
+                        if matches!(at, DropAt::InUploadStarting) {
+                            entered.notify_one();
+                            std::future::pending::<()>().await;
+                        }
+                        Ok(tower_upload_layer::StartOptions::new())
+                    }
+                }
+            })
+            .on_upload_finishing({
+                let entered = Arc::clone(&entered);
+                move |_event| {
+                    let entered = Arc::clone(&entered);
+                    async move {
+                        if matches!(at, DropAt::InUploadFinishing) {
+                            entered.notify_one();
+                            std::future::pending::<()>().await;
+                        }
+                        Ok(FinishOptions::new())
+                    }
+                }
+            })
+            .on_upload_finished({
+                let heard = Arc::clone(&heard);
+                move |event: UploadFinished| {
+                    let heard = Arc::clone(&heard);
+                    async move { heard.lock().unwrap().push(event) }
+                }
+            });
+        let app = in_process_app(layer);
+        let body = MultipartBody::new()
+            .file("d.bin", "application/octet-stream", &pattern(3000, 5))
+            .finish();
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let frames = frames_of(receiver);
+        let request = http::Request::post("/upload?key=dropped")
+            .header("content-type", MultipartBody::content_type())
+            .body(BodyExt::boxed(http_body_util::StreamBody::new(frames)))
+            .unwrap();
+        let (send_up_to, wait_for_handler) = match at {
+            DropAt::WaitingForPartHeaders => (20, false),
+            DropAt::MidFile => (1000, false),
+            DropAt::InUploadStarting => (1000, true),
+            DropAt::InUploadFinishing => (body.bytes.len(), true),
+        };
+        let mut call = Box::pin(call_in_process(&app, request));
+        let reach_the_point = async {
+            sender
+                .send(Bytes::copy_from_slice(&body.bytes[..send_up_to]))
+                .await
+                .unwrap();
+            if wait_for_handler {
+                entered.notified().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            answer = &mut call => panic!("{at:?}: answered {answer:?}"),
+            () = reach_the_point => {}
+        }
+        // The point is reached: the future goes away mid-await.
+        drop(call);
+        eventually(&format!("{at:?}: announced"), || async {
+            !heard.lock().unwrap().is_empty()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let heard = heard.lock().unwrap().clone();
+        assert_eq!(heard.len(), 1, "{at:?}: exactly once");
+        assert_eq!(
+            heard[0].info.status,
+            tower_upload_state::UploadStatus::CanceledByClientConnection,
+            "{at:?}"
+        );
+        let info = registry
+            .snapshot(&UploadKey::parse("dropped").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.status.code(), 8, "{at:?}");
+        eventually(&format!("{at:?}: no file left"), || async {
+            list_files(&dir.path().join(tower_upload_layer::DEFAULT_TEMP_SUBDIR)).is_empty()
+                && list_files(dir.path()).is_empty()
+        })
+        .await;
+        drop(sender);
+    }
+}
+
+/// An mpsc receiver as a stream of body frames.
+fn frames_of(
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, tower_upload_layer::BoxError>>
+       + Send
+       + 'static {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok(http_body::Frame::data(chunk)), receiver))
+    })
+}
