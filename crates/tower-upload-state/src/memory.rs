@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::store::{ClaimError, ProgressStore, StoreError, StoreFuture};
+use crate::sync::lock;
 use crate::{UploadInfo, UploadKey};
 
 /// How long terminal records stay queryable by default.
@@ -116,11 +117,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a record half-written (every update is
-        // a single insert or field assignment), so the data is usable after a poison.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.inner)
     }
 
     fn claim_now(&self, info: &UploadInfo, now: Instant) -> Result<(), ClaimError> {

@@ -10,6 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use crate::store::{CancelCallback, ClaimError, ProgressStore, StoreError, StoreFuture};
+use crate::sync::lock;
 use crate::{UploadInfo, UploadKey, DEFAULT_RETENTION};
 
 /// Claims a key: refuses one in flight (0, 1, 9) or rejected (4, 5, 6, 7), replaces anything
@@ -262,9 +263,7 @@ impl Inner {
     }
 
     fn local(&self) -> std::sync::MutexGuard<'_, HashSet<UploadKey>> {
-        self.local
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.local)
     }
 
     fn ttl_ms(&self, info: &UploadInfo) -> u64 {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::metrics::{Counters, RegistryMetrics};
 use crate::store::{ClaimError, ProgressStore, StoreError};
+use crate::sync::lock;
 use crate::{FileError, MemoryStore, UploadInfo, UploadKey, UploadStatus};
 
 /// The shared state of uploads: what the upload layer writes and the status service reads.
@@ -92,12 +93,6 @@ impl LiveUpload {
         self.cancel_requested.store(true, Ordering::Release);
         self.cancel.notify_waiters();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update under these locks is a single assignment or insert, so the data is
-    // consistent even if a panic poisoned the lock.
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl Default for UploadRegistry {
