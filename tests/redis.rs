@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::*;
-use tower_upload_state::{RedisStore, UploadRegistry};
+use tower_upload_state::{
+    ClaimError, FileError, ProgressStore, RedisStore, UploadInfo, UploadKey, UploadRegistry,
+    UploadStatus,
+};
 
 /// A `redis-server` child process on a loopback port, killed on drop.
 struct RedisServer {
@@ -100,6 +103,21 @@ async fn instance(redis: &RedisServer) -> TestServer {
         layer.max_file_size(Some(8 << 20))
     })
     .await
+}
+
+/// A store on `redis` with short intervals, for tests that drive the registry directly.
+async fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::builder(redis.url())
+        .progress_interval(Duration::from_millis(50))
+        .cancel_poll_interval(Duration::from_millis(20))
+        .op_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("connect to redis")
+}
+
+fn upload_key(text: &str) -> UploadKey {
+    UploadKey::parse(text).unwrap()
 }
 
 async fn status_code(server: &TestServer, key: &str) -> u16 {
@@ -270,4 +288,95 @@ async fn uploads_survive_redis_going_away_and_status_recovers() {
     })
     .await;
     a.assert_no_temp_files().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_client_caused_verdicts_are_replayed_from_redis() {
+    let redis = RedisServer::start().await;
+    let registry = UploadRegistry::with_store(store(&redis).await);
+    for (name, status, error, replayed) in [
+        (
+            "big",
+            UploadStatus::FileSizeExceeded,
+            FileError::FileSizeExceeded,
+            true,
+        ),
+        (
+            "veto",
+            UploadStatus::CanceledByEvent,
+            FileError::ServerSideCancel,
+            true,
+        ),
+        (
+            "cmd",
+            UploadStatus::CanceledByClientCommand,
+            FileError::None,
+            true,
+        ),
+        (
+            "mime",
+            UploadStatus::ErrorUploading,
+            FileError::MimeTypeValidation,
+            true,
+        ),
+        (
+            "name",
+            UploadStatus::ErrorUploading,
+            FileError::EstablishingFileName,
+            true,
+        ),
+        (
+            "parse",
+            UploadStatus::ErrorUploading,
+            FileError::HeaderParsing,
+            true,
+        ),
+        (
+            "disk",
+            UploadStatus::ErrorUploading,
+            FileError::FileWriting,
+            false,
+        ),
+        (
+            "folder",
+            UploadStatus::ErrorUploading,
+            FileError::UploadFolderNotFound,
+            false,
+        ),
+        (
+            "rename",
+            UploadStatus::ErrorUploading,
+            FileError::FileSaving,
+            false,
+        ),
+        (
+            "create",
+            UploadStatus::ErrorUploading,
+            FileError::FileStarting,
+            false,
+        ),
+        (
+            "delete",
+            UploadStatus::ErrorUploading,
+            FileError::FileDeleting,
+            false,
+        ),
+    ] {
+        let upload = registry
+            .begin(UploadInfo::new(upload_key(name)))
+            .await
+            .unwrap();
+        upload.finish(status, error, None).await;
+        match registry.begin(UploadInfo::new(upload_key(name))).await {
+            Err(ClaimError::Rejected(previous)) if replayed => {
+                assert_eq!((previous.status, previous.error), (status, error));
+            }
+            Ok(retry) if !replayed => {
+                let stored = registry.store().load(&upload_key(name)).await.unwrap();
+                assert_eq!(stored.unwrap().status, UploadStatus::NotStarted, "{name}");
+                retry.abandon().await;
+            }
+            other => panic!("{name}: replayed = {replayed}, got {other:?}"),
+        }
+    }
 }

@@ -69,6 +69,32 @@ impl UploadInfo {
         }
     }
 
+    /// Whether a repeated POST of this record's key gets this record's verdict at once
+    /// ([`ClaimError::Rejected`](crate::ClaimError::Rejected)) instead of starting over.
+    ///
+    /// Only client-caused verdicts are replayed: status 4 (canceled with `command=cancel`),
+    /// 5 (too large), 7 (vetoed by an event handler), and 6 with error 0
+    /// (`EstablishingFileName`), 1 (`MimeTypeValidation`) or 4 (`HeaderParsing`). A status 6
+    /// with a server-side error (3 `UploadFolderNotFound`, 6 `FileSaving`, 7 `FileWriting`,
+    /// 8 `FileStarting`, 9 `FileDeleting`) lets a retry start over, as do finished uploads,
+    /// disconnects (8) and records in flight.
+    ///
+    /// ```
+    /// use tower_upload_state::{FileError, UploadInfo, UploadKey, UploadStatus};
+    ///
+    /// let mut info = UploadInfo::new(UploadKey::parse("k")?);
+    /// info.status = UploadStatus::ErrorUploading;
+    /// info.error = FileError::MimeTypeValidation;
+    /// assert!(info.is_replayed_verdict());
+    /// info.error = FileError::FileWriting; // disk full: the retry may succeed
+    /// assert!(!info.is_replayed_verdict());
+    /// # Ok::<(), tower_upload_state::KeyError>(())
+    /// ```
+    #[must_use]
+    pub const fn is_replayed_verdict(&self) -> bool {
+        crate::code::replays_verdict(self.status, self.error)
+    }
+
     /// The size the widget is told: the known size, else the bytes received so far (never 0
     /// while bytes are arriving, which would make the widget divide by zero).
     #[must_use]
@@ -167,6 +193,25 @@ mod tests {
             json,
             serde_json::json!({"status":1,"error":-1,"bytesUploaded":10,"size":100,"serverMessage":""})
         );
+    }
+
+    #[test]
+    fn only_client_caused_verdicts_are_replayed() {
+        let mut info = UploadInfo::new(UploadKey::parse("k").unwrap());
+        for &status in UploadStatus::ALL {
+            for &error in FileError::ALL {
+                info.status = status;
+                info.error = error;
+                let expected = match status {
+                    UploadStatus::CanceledByClientCommand
+                    | UploadStatus::FileSizeExceeded
+                    | UploadStatus::CanceledByEvent => true,
+                    UploadStatus::ErrorUploading => [0, 1, 4].contains(&error.code()),
+                    _ => false,
+                };
+                assert_eq!(info.is_replayed_verdict(), expected, "{status} {error}");
+            }
+        }
     }
 
     #[test]

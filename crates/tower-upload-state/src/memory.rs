@@ -127,7 +127,7 @@ impl MemoryStore {
             if existing.info.status.is_in_flight() {
                 return Err(ClaimError::InFlight);
             }
-            if existing.info.status.is_rejection() {
+            if existing.info.is_replayed_verdict() {
                 return Err(ClaimError::Rejected(Box::new(existing.info.clone())));
             }
         } else if inner.records.len() >= self.capacity && !inner.evict_oldest_terminal() {
@@ -320,7 +320,7 @@ impl ProgressStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::UploadStatus;
+    use crate::{FileError, UploadStatus};
 
     fn info(key: &str, status: UploadStatus) -> UploadInfo {
         let mut info = UploadInfo::new(UploadKey::parse(key).unwrap());
@@ -359,6 +359,34 @@ mod tests {
         store
             .claim_now(&info("c", UploadStatus::NotStarted), now)
             .unwrap();
+    }
+
+    #[test]
+    fn server_side_failures_let_a_retry_start_over() {
+        let store = MemoryStore::new();
+        let now = Instant::now();
+        for (name, error, replayed) in [
+            ("name", FileError::EstablishingFileName, true),
+            ("mime", FileError::MimeTypeValidation, true),
+            ("parse", FileError::HeaderParsing, true),
+            ("folder", FileError::UploadFolderNotFound, false),
+            ("saving", FileError::FileSaving, false),
+            ("writing", FileError::FileWriting, false),
+            ("starting", FileError::FileStarting, false),
+            ("deleting", FileError::FileDeleting, false),
+        ] {
+            let mut failed = info(name, UploadStatus::ErrorUploading);
+            failed.error = error;
+            store.save_now(&failed, now);
+            let retry = store.claim_now(&info(name, UploadStatus::NotStarted), now);
+            if replayed {
+                assert!(matches!(retry, Err(ClaimError::Rejected(_))), "{error}");
+            } else {
+                retry.unwrap_or_else(|e| panic!("{error}: {e}"));
+                let record = store.load_now(&key(name), now).unwrap();
+                assert_eq!(record.status, UploadStatus::NotStarted, "{error}");
+            }
+        }
     }
 
     #[test]

@@ -13,17 +13,23 @@ use crate::store::{CancelCallback, ClaimError, ProgressStore, StoreError, StoreF
 use crate::sync::lock;
 use crate::{UploadInfo, UploadKey, DEFAULT_RETENTION};
 
-/// Claims a key: refuses one in flight (0, 1, 9) or rejected (4, 5, 6, 7), replaces anything
-/// else, and clears a stale cancel flag.
+/// Claims a key: refuses one in flight (0, 1, 9) or ended in a replayed verdict, replaces
+/// anything else, and clears a stale cancel flag.
+///
+/// The replay rule mirrors `code::replays_verdict` (`UploadInfo::is_replayed_verdict`):
+/// status 4, 5, 7, and 6 only with error 0, 1 or 4. Change both together.
 const CLAIM: &str = r"
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
   local s = tonumber(status)
   if s == 0 or s == 1 or s == 9 then return {'in_flight'} end
-  if s >= 4 and s <= 7 then return {'rejected', redis.call('HGET', KEYS[1], 'info')} end
+  local e = tonumber(redis.call('HGET', KEYS[1], 'error') or '-1')
+  if s == 4 or s == 5 or s == 7 or (s == 6 and (e == 0 or e == 1 or e == 4)) then
+    return {'rejected', redis.call('HGET', KEYS[1], 'info')}
+  end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2], 'error', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {'ok'}
 ";
@@ -34,7 +40,7 @@ const SAVE: &str = r"
 local function terminal(s) return s == 2 or (s >= 4 and s <= 8) end
 local current = redis.call('HGET', KEYS[1], 'status')
 if current and terminal(tonumber(current)) and not terminal(tonumber(ARGV[1])) then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2], 'error', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
@@ -296,7 +302,8 @@ impl ProgressStore for RedisStore {
                 .key(inner.cancel_key(&info.key))
                 .arg(info.status.code())
                 .arg(json)
-                .arg(inner.ttl_ms(info));
+                .arg(inner.ttl_ms(info))
+                .arg(info.error.code());
             let answer: Vec<String> = timeout(
                 inner.settings.op_timeout,
                 invocation.invoke_async(&mut connection),
@@ -332,7 +339,8 @@ impl ProgressStore for RedisStore {
                 .key(inner.record_key(&info.key))
                 .arg(info.status.code())
                 .arg(json)
-                .arg(inner.ttl_ms(info));
+                .arg(inner.ttl_ms(info))
+                .arg(info.error.code());
             let _: i64 = timeout(
                 inner.settings.op_timeout,
                 invocation.invoke_async(&mut connection),

@@ -30,14 +30,15 @@ pub type CancelCallback = Arc<dyn Fn(&UploadKey) + Send + Sync>;
 pub trait ProgressStore: fmt::Debug + Send + Sync + 'static {
     /// Claims `info.key` for a new upload and stores `info`.
     ///
-    /// A record of a finished upload, or of one that ended in a disconnect, is replaced: the
-    /// key starts over.
+    /// A record of a finished upload, of one that ended in a disconnect, or of one that failed
+    /// on the server's side is replaced: the key starts over.
     ///
     /// # Errors
     ///
     /// [`ClaimError::InFlight`] if a record for the key is still in flight,
-    /// [`ClaimError::Rejected`] (with that record) if its upload ended in a rejection
-    /// ([`UploadStatus::is_rejection`](crate::UploadStatus::is_rejection)),
+    /// [`ClaimError::Rejected`] (with that record) if its upload ended in a verdict that a
+    /// repeated POST gets again
+    /// ([`UploadInfo::is_replayed_verdict`](crate::UploadInfo::is_replayed_verdict)),
     /// [`ClaimError::Full`] if the store is at capacity with in-flight records only.
     fn claim<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>>;
 
@@ -155,7 +156,8 @@ impl<S: ProgressStore + ?Sized> ProgressStore for Arc<S> {
 pub enum ClaimError {
     /// An upload with this key is in flight (HTTP 409).
     InFlight,
-    /// The key's upload ended in a rejection; a repeated POST gets the same verdict.
+    /// The key's upload ended in a client-caused verdict
+    /// ([`UploadInfo::is_replayed_verdict`]); a repeated POST gets the same verdict.
     Rejected(Box<UploadInfo>),
     /// The store is full of in-flight uploads (HTTP 503).
     Full {
