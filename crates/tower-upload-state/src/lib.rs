@@ -47,6 +47,8 @@ pub use query::{Command, QueryError, UploadQuery};
 pub use redis::{RedisStore, RedisStoreBuilder};
 pub use registry::{UploadHandle, UploadRegistry};
 pub use response::json_response;
-pub use store::{CancelCallback, ClaimError, ProgressStore, StoreError, StoreFuture};
+pub use store::{
+    CancelCallback, Claim, ClaimError, ClaimToken, ProgressStore, StoreError, StoreFuture,
+};
 #[doc(hidden)]
 pub use sync::lock_unpoisoned;
