@@ -442,3 +442,17 @@ impl std::error::Error for StoreError {
         Some(&*self.source)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_errors_text_never_repeats_the_stores_error() {
+        let error = ClaimError::from(StoreError::new("connection refused: redis://10.0.0.7:6379"));
+        assert_eq!(error.to_string(), "the upload store is unavailable");
+        let source = std::error::Error::source(&error).expect("kept as the source");
+        assert!(source.to_string().contains("10.0.0.7"));
+        assert!(!ClaimError::Foreign.to_string().contains("owner"));
+    }
+}
