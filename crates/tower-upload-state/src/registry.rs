@@ -1,38 +1,7 @@
 //! [`UploadRegistry`]: the uploads in flight and the records of recent ones, and
 //! [`UploadHandle`]: the contract between the registry and a protocol front-end.
 //!
-//! # The front-end contract
-//!
-//! A *front-end* turns a wire protocol into uploads: the multipart reader of the upload
-//! layer today (the igUpload widget, HTML forms, Uppy's XHR uploads), and resumable
-//! protocols (tus, the IETF draft) later. Whatever the protocol, a front-end drives each file
-//! through the same few calls, and the status service, the metrics and other server
-//! instances then see every kind of upload alike:
-//!
-//! | step | call | notes |
-//! |---|---|---|
-//! | claim | [`UploadRegistry::begin`] | before the first byte of the body is read (the widget asks for the status right after posting); refused with [`ClaimError`] (map it to 409, a replayed verdict, 503, ...) |
-//! | describe | [`UploadHandle::update`] | file name, MIME type, size, message, as they become known; bounded (see [`UploadInfo`]) |
-//! | progress | [`UploadHandle::add_bytes`] per chunk (lock-free), [`UploadHandle::checkpoint`] after it | `checkpoint` publishes to a shared store at most once per its progress interval and is free otherwise |
-//! | status | [`UploadHandle::set_status`] for non-terminal steps (`Started`, `UploadFinishing`) | publishes at once |
-//! | cancel watch | [`UploadHandle::cancelled`] (a future to `select!` on), [`UploadHandle::is_cancel_requested`] | set by `command=cancel` here or on another instance, or by [`UploadHandle::request_cancel`] |
-//! | end | [`UploadHandle::finish`] with a terminal status, or [`UploadHandle::abandon`] for a claim that never started | exactly one of them |
-//! | disconnect | drop the handle | dropping an unfinished handle records status 8 (`CanceledByClientConnection`) |
-//!
-//! The registry guarantees, whatever the front-end:
-//!
-//! - one live upload per key: a second `begin` of a key live in this process is refused
-//!   ([`ClaimError::InFlight`]) even when the store is unreachable, and with a shared store
-//!   across instances too;
-//! - an ended claim never writes again: every save carries the claim's [`ClaimToken`], and
-//!   the store ignores a write of an earlier claim of the key; a scheduled progress write is
-//!   dropped once the handle has ended;
-//! - a key whose handle was just dropped is free again only once its final record is stored
-//!   (a retry of the same key waits for it instead of seeing the stale live record);
-//! - owner binding ([`UploadRegistry::with_owner`]) applies to every call that touches a key.
-//!
-//! [`UploadHandle::key`], [`UploadHandle::bytes_uploaded`], [`UploadHandle::snapshot`] and
-//! [`UploadHandle::save`] are there for front-ends that need them (events, logs).
+//! See [`UploadHandle`] for the front-end contract.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -69,7 +38,7 @@ type OwnerFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync
 /// - Uploads may be bound to owners ([`with_owner`](Self::with_owner)): the binding is
 ///   defined here, once, and both services apply it.
 ///
-/// See the [module docs](self) for what a protocol front-end does with it.
+/// See [`UploadHandle`] for what a protocol front-end does with it (the front-end contract).
 ///
 /// # Example
 ///
@@ -596,13 +565,92 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// One registered upload, owned by the front-end that streams it (see the
-/// [module docs](self) for the contract).
+/// One registered upload, owned by the front-end that streams it.
 ///
 /// Dropping it before [`finish`](Self::finish) or [`abandon`](Self::abandon) (for example
 /// because the request future was dropped when the client went away) records
 /// [`UploadStatus::CanceledByClientConnection`]; the key is free again once that record is
 /// stored.
+///
+/// # The front-end contract
+///
+/// A *front-end* turns a wire protocol into uploads: the multipart reader of the upload
+/// layer today (the igUpload widget, HTML forms, Uppy's XHR uploads), and resumable
+/// protocols (tus, the IETF draft) later. Whatever the protocol, a front-end drives each file
+/// through the same few calls, and the status service, the metrics and other server
+/// instances then see every kind of upload alike:
+///
+/// | step | call | notes |
+/// |---|---|---|
+/// | claim | [`UploadRegistry::begin`] | before the first byte of the body is read (the widget asks for the status right after posting); refused with [`ClaimError`] (map it to 409, a replayed verdict, 503, ...) |
+/// | describe | [`UploadHandle::update`] | file name, MIME type, size, message, as they become known; bounded (see [`UploadInfo`]) |
+/// | progress | [`UploadHandle::add_bytes`] per chunk (lock-free), [`UploadHandle::checkpoint`] after it | `checkpoint` publishes to a shared store at most once per its progress interval and is free otherwise |
+/// | status | [`UploadHandle::set_status`] for non-terminal steps (`Started`, `UploadFinishing`) | publishes at once |
+/// | cancel watch | [`UploadHandle::cancelled`] (a future to `select!` on), [`UploadHandle::is_cancel_requested`] | set by `command=cancel` here or on another instance, or by [`UploadHandle::request_cancel`] |
+/// | end | [`UploadHandle::finish`] with a terminal status, or [`UploadHandle::abandon`] for a claim that never started | exactly one of them |
+/// | disconnect | drop the handle | dropping an unfinished handle records status 8 (`CanceledByClientConnection`) |
+///
+/// The registry guarantees, whatever the front-end:
+///
+/// - one live upload per key: a second `begin` of a key live in this process is refused
+///   ([`ClaimError::InFlight`]) even when the store is unreachable, and with a shared store
+///   across instances too;
+/// - an ended claim never writes again: every save carries the claim's [`ClaimToken`], and
+///   the store ignores a write of an earlier claim of the key; a scheduled progress write is
+///   dropped once the handle has ended;
+/// - a key whose handle was just dropped is free again only once its final record is stored
+///   (a retry of the same key waits for it instead of seeing the stale live record);
+/// - owner binding ([`UploadRegistry::with_owner`]) applies to every call that touches a key.
+///
+/// [`UploadHandle::key`], [`UploadHandle::bytes_uploaded`], [`UploadHandle::snapshot`] and
+/// [`UploadHandle::save`] are there for front-ends that need them (events, logs).
+///
+/// # Example
+///
+/// A minimal front-end: the body arrives as chunks on a channel.
+///
+/// ```
+/// use tokio::sync::mpsc;
+/// use tower_upload_state::{FileError, UploadInfo, UploadKey, UploadRegistry, UploadStatus};
+///
+/// async fn receive(
+///     registry: &UploadRegistry,
+///     key: UploadKey,
+///     mut body: mpsc::Receiver<Vec<u8>>,
+/// ) -> Result<UploadInfo, tower_upload_state::ClaimError> {
+///     let upload = registry.begin(UploadInfo::new(key)).await?; // claim
+///     upload.update(|info| info.file_name = Some("notes.txt".into())); // describe
+///     let _ = upload.set_status(UploadStatus::Started).await; // status
+///     loop {
+///         tokio::select! {
+///             _ = upload.cancelled() => {
+///                 // (delete what was written)
+///                 return Ok(upload.finish(UploadStatus::CanceledByClientCommand, FileError::None, None).await);
+///             }
+///             chunk = body.recv() => match chunk {
+///                 Some(chunk) => {
+///                     // (write the chunk)
+///                     upload.add_bytes(chunk.len() as u64); // progress
+///                     upload.checkpoint().await;
+///                 }
+///                 None => break,
+///             },
+///         }
+///     }
+///     Ok(upload.finish(UploadStatus::Finished, FileError::None, None).await) // end
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = UploadRegistry::new();
+/// let (tx, rx) = mpsc::channel(4);
+/// tx.send(b"hello".to_vec()).await?;
+/// drop(tx);
+/// let info = receive(&registry, UploadKey::parse("k1")?, rx).await?;
+/// assert_eq!((info.status, info.bytes_uploaded), (UploadStatus::Finished, 5));
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "dropping an UploadHandle records the upload as canceled by the client"]
 pub struct UploadHandle {
     registry: UploadRegistry,
