@@ -23,9 +23,9 @@ use crate::{FileError, UploadKey, UploadStatus};
 /// | `server_message` | [`MAX_SERVER_MESSAGE_LEN`](Self::MAX_SERVER_MESSAGE_LEN) = 1024 bytes |
 /// | `file_name` | [`MAX_FILE_NAME_LEN`](Self::MAX_FILE_NAME_LEN) = 1024 bytes (the upload layer caps it first) |
 ///
-/// The strings thus hold at most 2 559 bytes, plus the `owner` (which the application's
+/// The strings thus hold at most 2 687 bytes (key included), plus the `owner` (which the application's
 /// owner function makes; keep it short, e.g. a session or user id); the other fields are
-/// numbers and times. As JSON (what the Redis store keeps) a record is at most about 2.8 KB
+/// numbers and times. As JSON (what the Redis store keeps) a record is under 3 KB
 /// plus the owner, or up to six times the string bytes if they are all control characters
 /// (escaped as `\u00XX`).
 ///
@@ -293,6 +293,23 @@ mod tests {
         // 341 three-byte characters fit in 1024 bytes.
         assert_eq!(info.server_message.as_deref(), Some(&*"€".repeat(341)));
         assert_eq!(info.file_name.as_ref().unwrap().len(), 1024);
+    }
+
+    #[test]
+    fn a_bounded_record_is_under_3_kb_as_json() {
+        let mut info = UploadInfo::new(UploadKey::parse(&"k".repeat(128)).unwrap());
+        info.status = UploadStatus::ErrorUploading;
+        info.error = FileError::FileWriting;
+        info.bytes_uploaded = u64::MAX;
+        info.size = Some(u64::MAX);
+        info.cid = Some("c".repeat(10_000));
+        info.mime_type = Some("m".repeat(10_000));
+        info.server_message = Some("s".repeat(10_000));
+        info.file_name = Some("n".repeat(10_000));
+        info.finished_at = Some(SystemTime::now());
+        info.enforce_bounds();
+        let json = serde_json::to_string(&info).unwrap();
+        assert!(json.len() < 3_000, "{}", json.len());
     }
 
     #[test]
