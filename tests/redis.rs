@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::*;
-use tower_upload_state::{RedisStore, UploadRegistry};
+use tower_upload_state::{
+    ClaimError, FileError, ProgressStore, RedisStore, UploadInfo, UploadKey, UploadRegistry,
+    UploadStatus,
+};
 
 /// A `redis-server` child process on a loopback port, killed on drop.
 struct RedisServer {
@@ -100,6 +103,21 @@ async fn instance(redis: &RedisServer) -> TestServer {
         layer.max_file_size(Some(8 << 20))
     })
     .await
+}
+
+/// A store on `redis` with short intervals, for tests that drive the registry directly.
+async fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::builder(redis.url())
+        .progress_interval(Duration::from_millis(50))
+        .cancel_poll_interval(Duration::from_millis(20))
+        .op_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("connect to redis")
+}
+
+fn upload_key(text: &str) -> UploadKey {
+    UploadKey::parse(text).unwrap()
 }
 
 async fn status_code(server: &TestServer, key: &str) -> u16 {
@@ -270,4 +288,292 @@ async fn uploads_survive_redis_going_away_and_status_recovers() {
     })
     .await;
     a.assert_no_temp_files().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_client_caused_verdicts_are_replayed_from_redis() {
+    let redis = RedisServer::start().await;
+    let registry = UploadRegistry::with_store(store(&redis).await);
+    for (name, status, error, replayed) in [
+        (
+            "big",
+            UploadStatus::FileSizeExceeded,
+            FileError::FileSizeExceeded,
+            true,
+        ),
+        (
+            "veto",
+            UploadStatus::CanceledByEvent,
+            FileError::ServerSideCancel,
+            true,
+        ),
+        (
+            "cmd",
+            UploadStatus::CanceledByClientCommand,
+            FileError::None,
+            true,
+        ),
+        (
+            "mime",
+            UploadStatus::ErrorUploading,
+            FileError::MimeTypeValidation,
+            true,
+        ),
+        (
+            "name",
+            UploadStatus::ErrorUploading,
+            FileError::EstablishingFileName,
+            true,
+        ),
+        (
+            "parse",
+            UploadStatus::ErrorUploading,
+            FileError::HeaderParsing,
+            true,
+        ),
+        (
+            "disk",
+            UploadStatus::ErrorUploading,
+            FileError::FileWriting,
+            false,
+        ),
+        (
+            "folder",
+            UploadStatus::ErrorUploading,
+            FileError::UploadFolderNotFound,
+            false,
+        ),
+        (
+            "rename",
+            UploadStatus::ErrorUploading,
+            FileError::FileSaving,
+            false,
+        ),
+        (
+            "create",
+            UploadStatus::ErrorUploading,
+            FileError::FileStarting,
+            false,
+        ),
+        (
+            "delete",
+            UploadStatus::ErrorUploading,
+            FileError::FileDeleting,
+            false,
+        ),
+    ] {
+        let upload = registry
+            .begin(UploadInfo::new(upload_key(name)))
+            .await
+            .unwrap();
+        upload.finish(status, error, None).await;
+        match registry.begin(UploadInfo::new(upload_key(name))).await {
+            Err(ClaimError::Rejected(previous)) if replayed => {
+                assert_eq!((previous.status, previous.error), (status, error));
+            }
+            Ok(retry) if !replayed => {
+                let stored = registry.store().load(&upload_key(name)).await.unwrap();
+                assert_eq!(stored.unwrap().status, UploadStatus::NotStarted, "{name}");
+                retry.abandon().await;
+            }
+            other => panic!("{name}: replayed = {replayed}, got {other:?}"),
+        }
+    }
+}
+
+/// Empties Redis' script cache, so that the next run of each script takes an extra round
+/// trip (`NOSCRIPT`, then the script is sent again), as after a Redis restart.
+async fn flush_scripts(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(b"SCRIPT FLUSH\r\n").await.unwrap();
+    let mut answer = [0u8; 5];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"+OK\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_handle_frees_its_key_for_an_immediate_retry() {
+    let redis = RedisServer::start().await;
+    let registry = UploadRegistry::with_store(store(&redis).await);
+    for round in 0..5 {
+        flush_scripts(redis.port).await;
+        let upload = registry
+            .begin(UploadInfo::new(upload_key("dropped")))
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: {error:?}"));
+        upload.add_bytes(1000);
+        // The client hangs up (the request future is dropped; its final save is slow this
+        // time) and the browser re-posts at once: the retry must not meet the stale live
+        // record (409).
+        drop(upload);
+        let retry = registry
+            .begin(UploadInfo::new(upload_key("dropped")))
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: the retry got {error:?}"));
+        let stored = registry.store().load(&upload_key("dropped")).await.unwrap();
+        assert_eq!(stored.unwrap().status, UploadStatus::NotStarted);
+        if round < 4 {
+            drop(retry);
+        } else {
+            retry
+                .finish(UploadStatus::Finished, FileError::None, None)
+                .await;
+        }
+    }
+    // The last round's record is the retry's.
+    let stored = registry.store().load(&upload_key("dropped")).await.unwrap();
+    assert_eq!(stored.unwrap().status, UploadStatus::Finished);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_write_of_an_earlier_claim_does_not_overwrite_a_new_one() {
+    let redis = RedisServer::start().await;
+    let store = store(&redis).await;
+    let registry = UploadRegistry::with_store(store.clone());
+    let old = registry
+        .begin(UploadInfo::new(upload_key("again")))
+        .await
+        .unwrap();
+    old.set_status(UploadStatus::Started).await.unwrap();
+    old.add_bytes(100);
+    old.checkpoint().await;
+    old.add_bytes(1);
+    // Within the progress interval: a trailing flush is scheduled for ~50 ms from now.
+    old.checkpoint().await;
+    old.finish(
+        UploadStatus::CanceledByClientConnection,
+        FileError::None,
+        None,
+    )
+    .await;
+    // Chromium re-posts the key within the flush window.
+    let new = registry
+        .begin(UploadInfo::new(upload_key("again")))
+        .await
+        .unwrap();
+    new.set_status(UploadStatus::Started).await.unwrap();
+    new.add_bytes(7);
+    new.save().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stored = store.load(&upload_key("again")).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.bytes_uploaded),
+        (UploadStatus::Started, 7),
+        "the new claim's record"
+    );
+
+    // The store itself refuses another claim's writes, whoever sends them.
+    let mut stale = stored.clone();
+    stale.status = UploadStatus::Finished;
+    stale.bytes_uploaded = 1;
+    store
+        .save_with(&stale, tower_upload_state::ClaimToken::random())
+        .await
+        .unwrap();
+    store
+        .remove_with(
+            &upload_key("again"),
+            tower_upload_state::ClaimToken::random(),
+        )
+        .await
+        .unwrap();
+    let stored = store.load(&upload_key("again")).await.unwrap().unwrap();
+    assert_eq!(stored.status, UploadStatus::Started);
+    new.abandon().await;
+    assert_eq!(store.load(&upload_key("again")).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_are_enforced_across_instances() {
+    fn user(parts: &http::request::Parts) -> Option<String> {
+        parts
+            .headers
+            .get("x-user")?
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    }
+    let redis = RedisServer::start().await;
+    let a = UploadRegistry::with_store(store(&redis).await).with_owner(user);
+    let b = UploadRegistry::with_store(store(&redis).await).with_owner(user);
+    let owned = |name: &str, owner: Option<&str>| {
+        let mut info = UploadInfo::new(upload_key(name));
+        info.owner = owner.map(str::to_owned);
+        info
+    };
+    let upload = a.begin(owned("mine", Some("alice"))).await.unwrap();
+    for stranger in [Some("mallory"), None] {
+        assert!(
+            matches!(
+                b.begin(owned("mine", stranger)).await,
+                Err(ClaimError::Foreign)
+            ),
+            "{stranger:?}"
+        );
+        assert_eq!(
+            b.snapshot_for(&upload_key("mine"), stranger).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            b.cancel_for(&upload_key("mine"), stranger).await.unwrap(),
+            None
+        );
+    }
+    assert!(matches!(
+        b.begin(owned("mine", Some("alice"))).await,
+        Err(ClaimError::InFlight)
+    ));
+    upload
+        .finish(
+            UploadStatus::CanceledByEvent,
+            FileError::ServerSideCancel,
+            None,
+        )
+        .await;
+    assert!(matches!(
+        b.begin(owned("mine", Some("mallory"))).await,
+        Err(ClaimError::Foreign)
+    ));
+    assert!(matches!(
+        b.begin(owned("mine", Some("alice"))).await,
+        Err(ClaimError::Rejected(_))
+    ));
+    // With a binding, an anonymous record is the anonymous owner's only.
+    let anonymous = a.begin(owned("anon", None)).await.unwrap();
+    assert!(matches!(
+        b.begin(owned("anon", Some("alice"))).await,
+        Err(ClaimError::Foreign)
+    ));
+    anonymous.abandon().await;
+
+    a.record_file_size_for(&upload_key("size"), 12, Some("alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.take_file_size_for(&upload_key("size"), Some("mallory"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        b.take_file_size_for(&upload_key("size"), None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        b.take_file_size_for(&upload_key("size"), Some("alice"))
+            .await
+            .unwrap(),
+        Some(12)
+    );
+    assert_eq!(
+        a.take_file_size_for(&upload_key("size"), Some("alice"))
+            .await
+            .unwrap(),
+        None
+    );
 }

@@ -150,9 +150,11 @@ impl UploadStatus {
 
     /// Whether this is a terminal verdict against the upload (4, 5, 6 or 7).
     ///
-    /// Chromium re-sends the same POST when the server hangs up mid-body; a key in one of
-    /// these states answers such a repeat with the same verdict at once instead of starting
-    /// over.
+    /// Not every rejection is replayed: Chromium re-sends the same POST when the server hangs
+    /// up mid-body, and a key whose upload ended in a *client-caused* verdict answers such a
+    /// repeat with the same verdict at once, while one that failed on the server's side
+    /// (status 6 with a disk or folder error) lets the retry start over. The rule, which
+    /// needs the error code as well, is [`UploadInfo::is_replayed_verdict`](crate::UploadInfo::is_replayed_verdict).
     #[must_use]
     pub const fn is_rejection(self) -> bool {
         matches!(
@@ -162,6 +164,30 @@ impl UploadStatus {
                 | Self::ErrorUploading
                 | Self::CanceledByEvent
         )
+    }
+}
+
+/// Whether an upload that ended with `status` and `error` answers a repeated POST of its key
+/// with the same verdict (see [`UploadInfo::is_replayed_verdict`](crate::UploadInfo::is_replayed_verdict)).
+///
+/// The one place of this rule: the memory store calls it, and the Redis store's claim script
+/// mirrors it (`CLAIM` in `redis.rs`); change both together.
+pub(crate) const fn replays_verdict(status: UploadStatus, error: FileError) -> bool {
+    match status {
+        // Asked for by the client, too large, vetoed by the application: the same request
+        // gets the same answer.
+        UploadStatus::CanceledByClientCommand
+        | UploadStatus::FileSizeExceeded
+        | UploadStatus::CanceledByEvent => true,
+        // Only what the request itself got wrong; a server-side failure (folder, disk,
+        // rename) may be gone by the retry.
+        UploadStatus::ErrorUploading => matches!(
+            error,
+            FileError::EstablishingFileName
+                | FileError::MimeTypeValidation
+                | FileError::HeaderParsing
+        ),
+        _ => false,
     }
 }
 

@@ -8,6 +8,27 @@ use crate::{FileError, UploadKey, UploadStatus};
 
 /// A snapshot of one upload: what the status service answers and what event handlers see.
 ///
+/// # Bounds
+///
+/// A record's size is bounded, so that a store's memory is bounded by its record count (and
+/// a Redis value stays small): the registry truncates, at a character boundary, what
+/// [`begin`](crate::UploadRegistry::begin), [`update`](crate::UploadHandle::update) and
+/// [`finish`](crate::UploadHandle::finish) store:
+///
+/// | field | at most |
+/// |---|---|
+/// | `key` | [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) = 128 bytes (checked when parsed) |
+/// | `cid` | [`MAX_CID_LEN`](Self::MAX_CID_LEN) = 128 bytes ([`UploadQuery::parse`](crate::UploadQuery::parse) refuses longer) |
+/// | `mime_type` | [`MAX_MIME_TYPE_LEN`](Self::MAX_MIME_TYPE_LEN) = 255 bytes |
+/// | `server_message` | [`MAX_SERVER_MESSAGE_LEN`](Self::MAX_SERVER_MESSAGE_LEN) = 1024 bytes |
+/// | `file_name` | [`MAX_FILE_NAME_LEN`](Self::MAX_FILE_NAME_LEN) = 1024 bytes (the upload layer caps it first) |
+///
+/// The strings thus hold at most 2 687 bytes (key included), plus the `owner` (which the application's
+/// owner function makes; keep it short, e.g. a session or user id); the other fields are
+/// numbers and times. As JSON (what the Redis store keeps) a record is under 3 KB
+/// plus the owner, or up to six times the string bytes if they are all control characters
+/// (escaped as `\u00XX`).
+///
 /// # Example
 ///
 /// ```
@@ -50,6 +71,51 @@ pub struct UploadInfo {
 }
 
 impl UploadInfo {
+    /// The most bytes of `cid` kept (and accepted in a query).
+    pub const MAX_CID_LEN: usize = 128;
+    /// The most bytes of `mime_type` kept.
+    pub const MAX_MIME_TYPE_LEN: usize = 255;
+    /// The most bytes of `server_message` kept.
+    pub const MAX_SERVER_MESSAGE_LEN: usize = 1024;
+    /// The most bytes of `file_name` kept.
+    pub const MAX_FILE_NAME_LEN: usize = 1024;
+
+    /// Truncates the bounded fields to their maximum, at a character boundary (see
+    /// [Bounds](Self#bounds)).
+    pub(crate) fn enforce_bounds(&mut self) {
+        truncate(&mut self.cid, Self::MAX_CID_LEN);
+        truncate(&mut self.mime_type, Self::MAX_MIME_TYPE_LEN);
+        truncate(&mut self.server_message, Self::MAX_SERVER_MESSAGE_LEN);
+        truncate(&mut self.file_name, Self::MAX_FILE_NAME_LEN);
+    }
+
+    /// Whether this record's key belongs to someone else than `owner`, so that `owner` must
+    /// neither claim it again nor read, cancel or otherwise touch it.
+    ///
+    /// It does when the record has an owner and `owner` is not the same, or, when uploads
+    /// are bound to owners (`owner_bound`, see
+    /// [`UploadRegistry::with_owner`](crate::UploadRegistry::with_owner)), when the two differ
+    /// at all (a record without an owner belongs to the anonymous owner only). This is the one
+    /// rule the registry and the stores apply (the Redis store's scripts mirror it).
+    ///
+    /// ```
+    /// use tower_upload_state::{UploadInfo, UploadKey};
+    ///
+    /// let mut info = UploadInfo::new(UploadKey::parse("k")?);
+    /// info.owner = Some("alice".into());
+    /// assert!(!info.is_foreign_to(Some("alice"), true));
+    /// assert!(info.is_foreign_to(Some("mallory"), false));
+    /// assert!(info.is_foreign_to(None, false));
+    /// info.owner = None;
+    /// assert!(!info.is_foreign_to(Some("alice"), false), "no binding, no owner: anyone");
+    /// assert!(info.is_foreign_to(Some("alice"), true));
+    /// # Ok::<(), tower_upload_state::KeyError>(())
+    /// ```
+    #[must_use]
+    pub fn is_foreign_to(&self, owner: Option<&str>, owner_bound: bool) -> bool {
+        owners_conflict(self.owner.as_deref(), owner, owner_bound)
+    }
+
     /// A fresh record for `key`: [`UploadStatus::NotStarted`], nothing received.
     #[must_use]
     pub fn new(key: UploadKey) -> Self {
@@ -69,6 +135,32 @@ impl UploadInfo {
         }
     }
 
+    /// Whether a repeated POST of this record's key gets this record's verdict at once
+    /// ([`ClaimError::Rejected`](crate::ClaimError::Rejected)) instead of starting over.
+    ///
+    /// Only client-caused verdicts are replayed: status 4 (canceled with `command=cancel`),
+    /// 5 (too large), 7 (vetoed by an event handler), and 6 with error 0
+    /// (`EstablishingFileName`), 1 (`MimeTypeValidation`) or 4 (`HeaderParsing`). A status 6
+    /// with a server-side error (3 `UploadFolderNotFound`, 6 `FileSaving`, 7 `FileWriting`,
+    /// 8 `FileStarting`, 9 `FileDeleting`) lets a retry start over, as do finished uploads,
+    /// disconnects (8) and records in flight.
+    ///
+    /// ```
+    /// use tower_upload_state::{FileError, UploadInfo, UploadKey, UploadStatus};
+    ///
+    /// let mut info = UploadInfo::new(UploadKey::parse("k")?);
+    /// info.status = UploadStatus::ErrorUploading;
+    /// info.error = FileError::MimeTypeValidation;
+    /// assert!(info.is_replayed_verdict());
+    /// info.error = FileError::FileWriting; // disk full: the retry may succeed
+    /// assert!(!info.is_replayed_verdict());
+    /// # Ok::<(), tower_upload_state::KeyError>(())
+    /// ```
+    #[must_use]
+    pub const fn is_replayed_verdict(&self) -> bool {
+        crate::code::replays_verdict(self.status, self.error)
+    }
+
     /// The size the widget is told: the known size, else the bytes received so far (never 0
     /// while bytes are arriving, which would make the widget divide by zero).
     #[must_use]
@@ -86,6 +178,25 @@ impl UploadInfo {
             bytes_uploaded: self.bytes_uploaded,
             size: self.reported_size(),
             server_message: Some(self.server_message.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+/// Whether what `record` belongs to is out of reach for `requester` (see
+/// [`UploadInfo::is_foreign_to`]).
+pub(crate) fn owners_conflict(record: Option<&str>, requester: Option<&str>, bound: bool) -> bool {
+    record != requester && (record.is_some() || bound)
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn truncate(text: &mut Option<String>, max: usize) {
+    if let Some(text) = text {
+        if text.len() > max {
+            let mut end = max;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
         }
     }
 }
@@ -167,6 +278,57 @@ mod tests {
             json,
             serde_json::json!({"status":1,"error":-1,"bytesUploaded":10,"size":100,"serverMessage":""})
         );
+    }
+
+    #[test]
+    fn bounded_fields_are_cut_at_a_char_boundary() {
+        let mut info = UploadInfo::new(UploadKey::parse("k").unwrap());
+        info.cid = Some("c".repeat(129));
+        info.mime_type = Some(format!("{}é", "m".repeat(254)));
+        info.server_message = Some("€".repeat(400));
+        info.file_name = Some("n".repeat(1024));
+        info.enforce_bounds();
+        assert_eq!(info.cid.as_ref().unwrap().len(), 128);
+        assert_eq!(info.mime_type.as_deref(), Some(&*"m".repeat(254)));
+        // 341 three-byte characters fit in 1024 bytes.
+        assert_eq!(info.server_message.as_deref(), Some(&*"€".repeat(341)));
+        assert_eq!(info.file_name.as_ref().unwrap().len(), 1024);
+    }
+
+    #[test]
+    fn a_bounded_record_is_under_3_kb_as_json() {
+        let mut info = UploadInfo::new(UploadKey::parse(&"k".repeat(128)).unwrap());
+        info.status = UploadStatus::ErrorUploading;
+        info.error = FileError::FileWriting;
+        info.bytes_uploaded = u64::MAX;
+        info.size = Some(u64::MAX);
+        info.cid = Some("c".repeat(10_000));
+        info.mime_type = Some("m".repeat(10_000));
+        info.server_message = Some("s".repeat(10_000));
+        info.file_name = Some("n".repeat(10_000));
+        info.finished_at = Some(SystemTime::now());
+        info.enforce_bounds();
+        let json = serde_json::to_string(&info).unwrap();
+        assert!(json.len() < 3_000, "{}", json.len());
+    }
+
+    #[test]
+    fn only_client_caused_verdicts_are_replayed() {
+        let mut info = UploadInfo::new(UploadKey::parse("k").unwrap());
+        for &status in UploadStatus::ALL {
+            for &error in FileError::ALL {
+                info.status = status;
+                info.error = error;
+                let expected = match status {
+                    UploadStatus::CanceledByClientCommand
+                    | UploadStatus::FileSizeExceeded
+                    | UploadStatus::CanceledByEvent => true,
+                    UploadStatus::ErrorUploading => [0, 1, 4].contains(&error.code()),
+                    _ => false,
+                };
+                assert_eq!(info.is_replayed_verdict(), expected, "{status} {error}");
+            }
+        }
     }
 
     #[test]

@@ -33,7 +33,9 @@ mod query;
 #[cfg(feature = "redis")]
 mod redis;
 mod registry;
+mod response;
 mod store;
+mod sync;
 
 pub use code::{FileError, UploadStatus};
 pub use info::{StatusAnswer, UploadInfo};
@@ -44,4 +46,9 @@ pub use query::{Command, QueryError, UploadQuery};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 pub use registry::{UploadHandle, UploadRegistry};
-pub use store::{CancelCallback, ClaimError, ProgressStore, StoreError, StoreFuture};
+pub use response::json_response;
+pub use store::{
+    CancelCallback, Claim, ClaimError, ClaimToken, ProgressStore, StoreError, StoreFuture,
+};
+#[doc(hidden)]
+pub use sync::lock_unpoisoned;

@@ -5,7 +5,8 @@ use std::future::ready;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::store::{ClaimError, ProgressStore, StoreError, StoreFuture};
+use crate::store::{Claim, ClaimError, ClaimToken, ProgressStore, StoreError, StoreFuture};
+use crate::sync::lock;
 use crate::{UploadInfo, UploadKey};
 
 /// How long terminal records stay queryable by default.
@@ -51,7 +52,7 @@ struct Inner {
     /// retention is the same for all. An entry is stale when its record was since replaced
     /// (the generation differs).
     terminal_order: VecDeque<(Instant, UploadKey, u64)>,
-    file_sizes: HashMap<UploadKey, (u64, Instant)>,
+    file_sizes: HashMap<UploadKey, FileSize>,
     file_size_order: VecDeque<(Instant, UploadKey)>,
     next_generation: u64,
 }
@@ -62,6 +63,16 @@ struct Record {
     /// Set once the record is terminal.
     expires_at: Option<Instant>,
     generation: u64,
+    /// The token of the claim the record belongs to (`None` when saved without one).
+    token: Option<ClaimToken>,
+}
+
+/// A `fileSize` answer, bound to whoever recorded it.
+#[derive(Debug)]
+struct FileSize {
+    size: u64,
+    expires_at: Instant,
+    owner: Option<String>,
 }
 
 impl Default for MemoryStore {
@@ -116,21 +127,30 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a record half-written (every update is
-        // a single insert or field assignment), so the data is usable after a poison.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.inner)
     }
 
-    fn claim_now(&self, info: &UploadInfo, now: Instant) -> Result<(), ClaimError> {
+    fn claim_now(
+        &self,
+        info: &UploadInfo,
+        token: Option<ClaimToken>,
+        owner_bound: bool,
+        now: Instant,
+    ) -> Result<(), ClaimError> {
         let mut inner = self.lock();
         inner.purge_expired(now);
         if let Some(existing) = inner.records.get(&info.key) {
+            // First: a stranger learns nothing about the record, not even that it is live.
+            if existing
+                .info
+                .is_foreign_to(info.owner.as_deref(), owner_bound)
+            {
+                return Err(ClaimError::Foreign);
+            }
             if existing.info.status.is_in_flight() {
                 return Err(ClaimError::InFlight);
             }
-            if existing.info.status.is_rejection() {
+            if existing.info.is_replayed_verdict() {
                 return Err(ClaimError::Rejected(Box::new(existing.info.clone())));
             }
         } else if inner.records.len() >= self.capacity && !inner.evict_oldest_terminal() {
@@ -145,14 +165,27 @@ impl MemoryStore {
                 info: info.clone(),
                 expires_at: None,
                 generation,
+                token,
             },
         );
         Ok(())
     }
 
-    fn save_now(&self, info: &UploadInfo, now: Instant) {
+    /// Saves `info` unless the record belongs to another claim than `token`, or is terminal
+    /// and `info` is not; returns whether it saved.
+    fn save_now(&self, info: &UploadInfo, token: Option<ClaimToken>, now: Instant) -> bool {
         let mut inner = self.lock();
         inner.purge_expired(now);
+        let mut kept_token = token;
+        if let Some(existing) = inner.records.get(&info.key) {
+            if token.is_some() && existing.token.is_some() && existing.token != token {
+                return false;
+            }
+            if existing.info.status.is_terminal() && !info.status.is_terminal() {
+                return false;
+            }
+            kept_token = token.or(existing.token);
+        }
         let generation = inner.next_generation();
         let expires_at = info.status.is_terminal().then(|| now + self.retention);
         if let Some(expires_at) = expires_at {
@@ -165,11 +198,23 @@ impl MemoryStore {
             info: info.clone(),
             expires_at,
             generation,
+            token: kept_token,
         };
         let is_new = inner.records.insert(info.key.clone(), record).is_none();
         // A save for a key that was evicted meanwhile must not push the store past its bound.
         if is_new && inner.records.len() > self.capacity {
             inner.evict_oldest_terminal();
+        }
+        true
+    }
+
+    fn remove_now(&self, key: &UploadKey, token: Option<ClaimToken>) {
+        let mut inner = self.lock();
+        let theirs = inner.records.get(key).is_some_and(|record| {
+            token.is_some() && record.token.is_some() && record.token != token
+        });
+        if !theirs {
+            inner.records.remove(key);
         }
     }
 
@@ -182,7 +227,7 @@ impl MemoryStore {
         }
     }
 
-    fn put_file_size_now(&self, key: &UploadKey, size: u64, now: Instant) {
+    fn put_file_size_now(&self, key: &UploadKey, size: u64, owner: Option<&str>, now: Instant) {
         let mut inner = self.lock();
         let expires_at = now + self.retention;
         inner.purge_expired_file_sizes(now);
@@ -194,15 +239,33 @@ impl MemoryStore {
                 }
             }
         }
-        inner.file_sizes.insert(key.clone(), (size, expires_at));
+        let entry = FileSize {
+            size,
+            expires_at,
+            owner: owner.map(str::to_owned),
+        };
+        inner.file_sizes.insert(key.clone(), entry);
         inner.file_size_order.push_back((expires_at, key.clone()));
         inner.compact_file_size_order(self.capacity);
     }
 
-    fn take_file_size_now(&self, key: &UploadKey, now: Instant) -> Option<u64> {
+    /// Takes the answer for `key`; with `owner` given, only if it was recorded for exactly
+    /// that owner (anyone else leaves it in place).
+    fn take_file_size_now(
+        &self,
+        key: &UploadKey,
+        owner: Option<Option<&str>>,
+        now: Instant,
+    ) -> Option<u64> {
         let mut inner = self.lock();
-        let (size, expires_at) = inner.file_sizes.remove(key)?;
-        (expires_at > now).then_some(size)
+        let entry = inner.file_sizes.get(key)?;
+        if let Some(owner) = owner {
+            if entry.owner.as_deref() != owner {
+                return None;
+            }
+        }
+        let entry = inner.file_sizes.remove(key)?;
+        (entry.expires_at > now).then_some(entry.size)
     }
 }
 
@@ -240,7 +303,7 @@ impl Inner {
         if self.file_size_order.len() > 2 * capacity.max(self.file_sizes.len()) {
             let sizes = &self.file_sizes;
             self.file_size_order
-                .retain(|(at, key)| sizes.get(key).is_some_and(|&(_, expires)| expires == *at));
+                .retain(|(at, key)| sizes.get(key).is_some_and(|size| size.expires_at == *at));
         }
     }
 
@@ -270,7 +333,7 @@ impl Inner {
                 break;
             }
             let (expires_at, key) = self.file_size_order.pop_front().expect("front exists");
-            if self.file_sizes.get(&key).map(|&(_, at)| at) == Some(expires_at) {
+            if self.file_sizes.get(&key).map(|size| size.expires_at) == Some(expires_at) {
                 self.file_sizes.remove(&key);
             }
         }
@@ -279,16 +342,43 @@ impl Inner {
 
 impl ProgressStore for MemoryStore {
     fn claim<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>> {
-        Box::pin(ready(self.claim_now(info, Instant::now())))
+        Box::pin(ready(self.claim_now(info, None, false, Instant::now())))
+    }
+
+    fn claim_with<'a>(
+        &'a self,
+        info: &'a UploadInfo,
+        claim: Claim,
+    ) -> StoreFuture<'a, Result<(), ClaimError>> {
+        let result = self.claim_now(info, Some(claim.token), claim.owner_bound, Instant::now());
+        Box::pin(ready(result))
     }
 
     fn save<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
-        self.save_now(info, Instant::now());
+        self.save_now(info, None, Instant::now());
+        Box::pin(ready(Ok(())))
+    }
+
+    fn save_with<'a>(
+        &'a self,
+        info: &'a UploadInfo,
+        token: ClaimToken,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.save_now(info, Some(token), Instant::now());
         Box::pin(ready(Ok(())))
     }
 
     fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
-        self.lock().records.remove(key);
+        self.remove_now(key, None);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn remove_with<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        token: ClaimToken,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.remove_now(key, Some(token));
         Box::pin(ready(Ok(())))
     }
 
@@ -304,7 +394,7 @@ impl ProgressStore for MemoryStore {
         key: &'a UploadKey,
         size: u64,
     ) -> StoreFuture<'a, Result<(), StoreError>> {
-        self.put_file_size_now(key, size, Instant::now());
+        self.put_file_size_now(key, size, None, Instant::now());
         Box::pin(ready(Ok(())))
     }
 
@@ -312,7 +402,30 @@ impl ProgressStore for MemoryStore {
         &'a self,
         key: &'a UploadKey,
     ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
-        Box::pin(ready(Ok(self.take_file_size_now(key, Instant::now()))))
+        Box::pin(ready(Ok(self.take_file_size_now(
+            key,
+            None,
+            Instant::now(),
+        ))))
+    }
+
+    fn put_file_size_for<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        size: u64,
+        owner: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.put_file_size_now(key, size, owner, Instant::now());
+        Box::pin(ready(Ok(())))
+    }
+
+    fn take_file_size_for<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        owner: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+        let size = self.take_file_size_now(key, Some(owner), Instant::now());
+        Box::pin(ready(Ok(size)))
     }
 
     fn retention(&self) -> Duration {
@@ -323,7 +436,7 @@ impl ProgressStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::UploadStatus;
+    use crate::{FileError, UploadStatus};
 
     fn info(key: &str, status: UploadStatus) -> UploadInfo {
         let mut info = UploadInfo::new(UploadKey::parse(key).unwrap());
@@ -340,28 +453,96 @@ mod tests {
         let store = MemoryStore::new();
         let now = Instant::now();
         store
-            .claim_now(&info("a", UploadStatus::NotStarted), now)
+            .claim_now(&info("a", UploadStatus::NotStarted), None, false, now)
             .unwrap();
         assert!(matches!(
-            store.claim_now(&info("a", UploadStatus::NotStarted), now),
+            store.claim_now(&info("a", UploadStatus::NotStarted), None, false, now),
             Err(ClaimError::InFlight)
         ));
-        store.save_now(&info("a", UploadStatus::FileSizeExceeded), now);
-        match store.claim_now(&info("a", UploadStatus::NotStarted), now) {
+        store.save_now(&info("a", UploadStatus::FileSizeExceeded), None, now);
+        match store.claim_now(&info("a", UploadStatus::NotStarted), None, false, now) {
             Err(ClaimError::Rejected(previous)) => {
                 assert_eq!(previous.status, UploadStatus::FileSizeExceeded)
             }
             other => panic!("expected Rejected, got {other:?}"),
         }
         // A finished or disconnected key may start over.
-        store.save_now(&info("b", UploadStatus::Finished), now);
+        store.save_now(&info("b", UploadStatus::Finished), None, now);
         store
-            .claim_now(&info("b", UploadStatus::NotStarted), now)
+            .claim_now(&info("b", UploadStatus::NotStarted), None, false, now)
             .unwrap();
-        store.save_now(&info("c", UploadStatus::CanceledByClientConnection), now);
+        store.save_now(
+            &info("c", UploadStatus::CanceledByClientConnection),
+            None,
+            now,
+        );
         store
-            .claim_now(&info("c", UploadStatus::NotStarted), now)
+            .claim_now(&info("c", UploadStatus::NotStarted), None, false, now)
             .unwrap();
+    }
+
+    #[test]
+    fn server_side_failures_let_a_retry_start_over() {
+        let store = MemoryStore::new();
+        let now = Instant::now();
+        for (name, error, replayed) in [
+            ("name", FileError::EstablishingFileName, true),
+            ("mime", FileError::MimeTypeValidation, true),
+            ("parse", FileError::HeaderParsing, true),
+            ("folder", FileError::UploadFolderNotFound, false),
+            ("saving", FileError::FileSaving, false),
+            ("writing", FileError::FileWriting, false),
+            ("starting", FileError::FileStarting, false),
+            ("deleting", FileError::FileDeleting, false),
+        ] {
+            let mut failed = info(name, UploadStatus::ErrorUploading);
+            failed.error = error;
+            store.save_now(&failed, None, now);
+            let retry = store.claim_now(&info(name, UploadStatus::NotStarted), None, false, now);
+            if replayed {
+                assert!(matches!(retry, Err(ClaimError::Rejected(_))), "{error}");
+            } else {
+                retry.unwrap_or_else(|e| panic!("{error}: {e}"));
+                let record = store.load_now(&key(name), now).unwrap();
+                assert_eq!(record.status, UploadStatus::NotStarted, "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_late_write_of_an_earlier_claim_is_ignored() {
+        let store = MemoryStore::new();
+        let now = Instant::now();
+        let (old, new) = (ClaimToken::random(), ClaimToken::random());
+        store
+            .claim_now(&info("k", UploadStatus::NotStarted), Some(old), false, now)
+            .unwrap();
+        assert!(store.save_now(
+            &info("k", UploadStatus::CanceledByClientConnection),
+            Some(old),
+            now
+        ));
+        store
+            .claim_now(&info("k", UploadStatus::NotStarted), Some(new), false, now)
+            .unwrap();
+        let mut late = info("k", UploadStatus::Started);
+        late.bytes_uploaded = 99;
+        assert!(
+            !store.save_now(&late, Some(old), now),
+            "another claim's write"
+        );
+        assert!(!store.save_now(&info("k", UploadStatus::Finished), Some(old), now));
+        store.remove_now(&key("k"), Some(old));
+        let record = store.load_now(&key("k"), now).unwrap();
+        assert_eq!(record.status, UploadStatus::NotStarted);
+        // The claim's own writes land; a late live write never undoes a terminal one.
+        assert!(store.save_now(&info("k", UploadStatus::Started), Some(new), now));
+        assert!(store.save_now(&info("k", UploadStatus::Finished), Some(new), now));
+        assert!(!store.save_now(&info("k", UploadStatus::Started), Some(new), now));
+        assert_eq!(
+            store.load_now(&key("k"), now).unwrap().status,
+            UploadStatus::Finished
+        );
     }
 
     #[test]
@@ -369,9 +550,9 @@ mod tests {
         let store = MemoryStore::new().with_retention(Duration::from_secs(5));
         let start = Instant::now();
         store
-            .claim_now(&info("live", UploadStatus::NotStarted), start)
+            .claim_now(&info("live", UploadStatus::NotStarted), None, false, start)
             .unwrap();
-        store.save_now(&info("done", UploadStatus::Finished), start);
+        store.save_now(&info("done", UploadStatus::Finished), None, start);
         let just_before = start + Duration::from_millis(4_999);
         assert!(store.load_now(&key("done"), just_before).is_some());
         let after = start + Duration::from_secs(5);
@@ -380,7 +561,7 @@ mod tests {
             .load_now(&key("live"), after + Duration::from_secs(3600))
             .is_some());
         // The expired record is purged on the next write.
-        store.save_now(&info("other", UploadStatus::Finished), after);
+        store.save_now(&info("other", UploadStatus::Finished), None, after);
         assert_eq!(store.len(), 2);
     }
 
@@ -390,31 +571,36 @@ mod tests {
         let now = Instant::now();
         for name in ["t1", "t2"] {
             store
-                .claim_now(&info(name, UploadStatus::NotStarted), now)
+                .claim_now(&info(name, UploadStatus::NotStarted), None, false, now)
                 .unwrap();
-            store.save_now(&info(name, UploadStatus::Finished), now);
+            store.save_now(&info(name, UploadStatus::Finished), None, now);
         }
         store
-            .claim_now(&info("live1", UploadStatus::NotStarted), now)
+            .claim_now(&info("live1", UploadStatus::NotStarted), None, false, now)
             .unwrap();
         // Full: the oldest terminal record (t1) makes room, then t2.
         store
-            .claim_now(&info("live2", UploadStatus::NotStarted), now)
+            .claim_now(&info("live2", UploadStatus::NotStarted), None, false, now)
             .unwrap();
         assert!(store.load_now(&key("t1"), now).is_none());
         assert!(store.load_now(&key("t2"), now).is_some());
         store
-            .claim_now(&info("live3", UploadStatus::NotStarted), now)
+            .claim_now(&info("live3", UploadStatus::NotStarted), None, false, now)
             .unwrap();
         assert!(store.load_now(&key("t2"), now).is_none());
         // Only live records remain: refuse.
         assert!(matches!(
-            store.claim_now(&info("live4", UploadStatus::NotStarted), now),
+            store.claim_now(&info("live4", UploadStatus::NotStarted), None, false, now),
             Err(ClaimError::Full { capacity: 3 })
         ));
         assert_eq!(store.len(), 3);
         for i in 0..10_000 {
-            let _ = store.claim_now(&info(&format!("spray{i}"), UploadStatus::NotStarted), now);
+            let _ = store.claim_now(
+                &info(&format!("spray{i}"), UploadStatus::NotStarted),
+                None,
+                false,
+                now,
+            );
         }
         assert_eq!(store.len(), 3);
     }
@@ -423,13 +609,13 @@ mod tests {
     fn a_replaced_record_is_not_evicted_by_its_stale_expiry_entry() {
         let store = MemoryStore::new().with_retention(Duration::from_secs(1));
         let start = Instant::now();
-        store.save_now(&info("k", UploadStatus::Finished), start);
+        store.save_now(&info("k", UploadStatus::Finished), None, start);
         // The key starts over and is in flight when the old entry expires.
         store
-            .claim_now(&info("k", UploadStatus::NotStarted), start)
+            .claim_now(&info("k", UploadStatus::NotStarted), None, false, start)
             .unwrap();
         let later = start + Duration::from_secs(2);
-        store.save_now(&info("x", UploadStatus::Finished), later);
+        store.save_now(&info("x", UploadStatus::Finished), None, later);
         let record = store.load_now(&key("k"), later).expect("still in flight");
         assert_eq!(record.status, UploadStatus::NotStarted);
     }
@@ -440,16 +626,16 @@ mod tests {
             .with_capacity(2)
             .with_retention(Duration::from_secs(1));
         let now = Instant::now();
-        store.put_file_size_now(&key("a"), 10, now);
-        assert_eq!(store.take_file_size_now(&key("a"), now), Some(10));
-        assert_eq!(store.take_file_size_now(&key("a"), now), None);
-        store.put_file_size_now(&key("b"), 1, now);
-        store.put_file_size_now(&key("c"), 2, now);
-        store.put_file_size_now(&key("d"), 3, now);
+        store.put_file_size_now(&key("a"), 10, None, now);
+        assert_eq!(store.take_file_size_now(&key("a"), None, now), Some(10));
+        assert_eq!(store.take_file_size_now(&key("a"), None, now), None);
+        store.put_file_size_now(&key("b"), 1, None, now);
+        store.put_file_size_now(&key("c"), 2, None, now);
+        store.put_file_size_now(&key("d"), 3, None, now);
         assert_eq!(store.lock().file_sizes.len(), 2);
-        assert_eq!(store.take_file_size_now(&key("b"), now), None);
+        assert_eq!(store.take_file_size_now(&key("b"), None, now), None);
         assert_eq!(
-            store.take_file_size_now(&key("d"), now + Duration::from_secs(1)),
+            store.take_file_size_now(&key("d"), None, now + Duration::from_secs(1)),
             None
         );
     }

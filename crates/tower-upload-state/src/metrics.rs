@@ -10,8 +10,9 @@ pub(crate) struct Counters {
     started: AtomicU64,
     /// By terminal status code.
     ended: [AtomicU64; 10],
-    /// Bytes of uploads that ended.
+    /// Bytes of uploads that ended (abandoned ones included).
     ended_bytes: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 impl Counters {
@@ -24,14 +25,17 @@ impl Counters {
         self.ended_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// An upload that never started is forgotten, as if it had never been counted.
-    pub(crate) fn abandoned(&self) {
-        self.started.fetch_sub(1, Ordering::Relaxed);
+    /// An upload that never started is forgotten. It stays counted as started: counters
+    /// never go down (a Prometheus counter that does reads as a restart).
+    pub(crate) fn abandoned(&self, bytes: u64) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+        self.ended_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self, in_flight: usize, live_bytes: u64) -> RegistryMetrics {
         RegistryMetrics {
             uploads_started: self.started.load(Ordering::Relaxed),
+            uploads_abandoned: self.abandoned.load(Ordering::Relaxed),
             uploads_ended: std::array::from_fn(|code| self.ended[code].load(Ordering::Relaxed)),
             bytes_received: self.ended_bytes.load(Ordering::Relaxed) + live_bytes,
             in_flight: in_flight as u64,
@@ -65,8 +69,11 @@ impl Counters {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RegistryMetrics {
-    /// Uploads registered.
+    /// Uploads registered (abandoned ones included).
     pub uploads_started: u64,
+    /// Uploads registered and then abandoned before they started (e.g. the other keys of a
+    /// batch one of whose keys was refused); they are not counted as ended.
+    pub uploads_abandoned: u64,
     /// Uploads ended, by terminal status code (index = [`UploadStatus::code`]).
     pub uploads_ended: [u64; 10],
     /// File bytes received, ended and in-flight uploads together.
@@ -93,6 +100,18 @@ impl RegistryMetrics {
             "Uploads registered.",
         );
         sample(&mut out, "uploads_started_total", "", self.uploads_started);
+        family(
+            &mut out,
+            "uploads_abandoned_total",
+            "counter",
+            "Uploads registered and abandoned before they started.",
+        );
+        sample(
+            &mut out,
+            "uploads_abandoned_total",
+            "",
+            self.uploads_abandoned,
+        );
         family(
             &mut out,
             "uploads_ended_total",

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::{KeyError, UploadKey};
+use crate::{KeyError, UploadInfo, UploadKey};
 
 /// The parameters of an upload or status request, percent-decoded.
 ///
@@ -26,7 +26,8 @@ pub struct UploadQuery<'a> {
     pub key: Option<Cow<'a, str>>,
     /// The `command` parameter as sent.
     pub command: Option<Cow<'a, str>>,
-    /// The `cid` parameter (the widget's control id); `None` when absent or empty.
+    /// The `cid` parameter (the widget's control id); `None` when absent or empty; at most
+    /// [`UploadInfo::MAX_CID_LEN`](crate::UploadInfo::MAX_CID_LEN) bytes.
     pub cid: Option<Cow<'a, str>>,
 }
 
@@ -35,7 +36,9 @@ impl<'a> UploadQuery<'a> {
     ///
     /// # Errors
     ///
-    /// [`QueryError::Repeated`] when `key`, `command` or `cid` appears twice.
+    /// [`QueryError::Repeated`] when `key`, `command` or `cid` appears twice,
+    /// [`QueryError::TooLong`] when `cid` is longer than
+    /// [`UploadInfo::MAX_CID_LEN`](crate::UploadInfo::MAX_CID_LEN) (128 bytes, decoded).
     pub fn parse(query: &'a str) -> Result<Self, QueryError> {
         let mut parsed = Self::default();
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -52,6 +55,16 @@ impl<'a> UploadQuery<'a> {
         }
         if parsed.cid.as_deref() == Some("") {
             parsed.cid = None;
+        }
+        if parsed
+            .cid
+            .as_ref()
+            .is_some_and(|cid| cid.len() > UploadInfo::MAX_CID_LEN)
+        {
+            return Err(QueryError::TooLong {
+                name: "cid",
+                max: UploadInfo::MAX_CID_LEN,
+            });
         }
         Ok(parsed)
     }
@@ -139,6 +152,13 @@ pub enum QueryError {
     Repeated(&'static str),
     /// The command is not `status`, `cancel` or `fileSize` (shown shortened).
     UnknownCommand(String),
+    /// A parameter is longer than its bound.
+    TooLong {
+        /// The parameter's name.
+        name: &'static str,
+        /// Its most bytes (percent-decoded).
+        max: usize,
+    },
 }
 
 impl fmt::Display for QueryError {
@@ -151,6 +171,9 @@ impl fmt::Display for QueryError {
                 f,
                 "unknown command {name:?}; expected `status`, `cancel` or `fileSize`"
             ),
+            Self::TooLong { name, max } => {
+                write!(f, "the `{name}` query parameter is longer than {max} bytes")
+            }
         }
     }
 }
@@ -180,6 +203,28 @@ mod tests {
             let query = UploadQuery::parse(&text).unwrap();
             assert_eq!(query.command().unwrap(), Some(command));
         }
+    }
+
+    #[test]
+    fn a_cid_is_at_most_128_bytes() {
+        let ok = format!("key=k&cid={}", "c".repeat(128));
+        assert_eq!(UploadQuery::parse(&ok).unwrap().cid.unwrap().len(), 128);
+        let long = format!("key=k&cid={}", "c".repeat(129));
+        let error = UploadQuery::parse(&long).unwrap_err();
+        assert_eq!(
+            error,
+            QueryError::TooLong {
+                name: "cid",
+                max: 128
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "the `cid` query parameter is longer than 128 bytes"
+        );
+        // Decoded bytes count: 43 three-byte characters, percent-encoded.
+        let encoded = format!("key=k&cid={}", "%E2%82%AC".repeat(43));
+        assert!(UploadQuery::parse(&encoded).is_err());
     }
 
     #[test]

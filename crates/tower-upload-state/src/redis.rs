@@ -1,6 +1,6 @@
 //! [`RedisStore`]: upload records in Redis, shared by several server instances.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -9,33 +9,102 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use crate::store::{CancelCallback, ClaimError, ProgressStore, StoreError, StoreFuture};
+use crate::store::{
+    CancelCallback, Claim, ClaimError, ClaimToken, ProgressStore, StoreError, StoreFuture,
+};
+use crate::sync::lock;
 use crate::{UploadInfo, UploadKey, DEFAULT_RETENTION};
 
-/// Claims a key: refuses one in flight (0, 1, 9) or rejected (4, 5, 6, 7), replaces anything
-/// else, and clears a stale cancel flag.
+/// Claims a key.
+///
+/// KEYS: record, cancel flag. ARGV: status, JSON record, TTL (ms), error code, claim token,
+/// whether the claimant has an owner ('1'/'0'), the owner, whether owners are bound ('1'/'0').
+///
+/// Refuses, in this order: a record of another owner (the rule of
+/// `UploadInfo::is_foreign_to`), one in flight (0, 1, 9), one ended in a replayed verdict;
+/// replaces anything else and clears a stale cancel flag. The replay rule mirrors
+/// `code::replays_verdict` (`UploadInfo::is_replayed_verdict`): status 4, 5, 7, and 6 only
+/// with error 0, 1 or 4. Change them together.
 const CLAIM: &str = r"
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  local mine = false
+  if ARGV[6] == '1' then mine = ARGV[7] end
+  if owner ~= mine and (owner or ARGV[8] == '1') then return {'foreign'} end
   local s = tonumber(status)
   if s == 0 or s == 1 or s == 9 then return {'in_flight'} end
-  if s >= 4 and s <= 7 then return {'rejected', redis.call('HGET', KEYS[1], 'info')} end
+  local e = tonumber(redis.call('HGET', KEYS[1], 'error') or '-1')
+  if s == 4 or s == 5 or s == 7 or (s == 6 and (e == 0 or e == 1 or e == 4)) then
+    return {'rejected', redis.call('HGET', KEYS[1], 'info')}
+  end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2], 'error', ARGV[4], 'token', ARGV[5])
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'owner', ARGV[7]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {'ok'}
 ";
 
-/// Saves a record, unless it would turn a terminal record back into a live one (a late
-/// progress write must not undo the final status).
+/// Saves a record.
+///
+/// KEYS: record. ARGV: status, JSON record, TTL (ms), error code, claim token ('' for none),
+/// whether the record has an owner ('1'/'0'), the owner.
+///
+/// Refuses (answers 0) a save of another claim than the record's (a late write of an earlier
+/// claim of the key), and one that would turn a terminal record back into a live one (a late
+/// progress write must not undo the final status). A record that is gone (expired, or Redis
+/// restarted) is written again.
 const SAVE: &str = r"
 local function terminal(s) return s == 2 or (s >= 4 and s <= 8) end
 local current = redis.call('HGET', KEYS[1], 'status')
-if current and terminal(tonumber(current)) and not terminal(tonumber(ARGV[1])) then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2])
+if current then
+  local token = redis.call('HGET', KEYS[1], 'token')
+  if ARGV[5] ~= '' and token and token ~= ARGV[5] then return 0 end
+  if terminal(tonumber(current)) and not terminal(tonumber(ARGV[1])) then return 0 end
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2], 'error', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'token', ARGV[5]) end
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'owner', ARGV[7]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
+";
+
+/// Removes a record and its cancel flag, unless the record belongs to another claim.
+///
+/// KEYS: record, cancel flag. ARGV: claim token ('' for any).
+const REMOVE: &str = r"
+local token = redis.call('HGET', KEYS[1], 'token')
+if ARGV[1] ~= '' and token and token ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+";
+
+/// Records a `fileSize` answer, bound to an owner.
+///
+/// KEYS: the answer's hash. ARGV: size, TTL (ms), whether it has an owner ('1'/'0'), owner.
+const PUT_SIZE: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'size', ARGV[1])
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'owner', ARGV[4]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Takes a `fileSize` answer: for anyone (ARGV[1] = '0'), or only for exactly the owner it
+/// was recorded for (ARGV[1] = '1'; ARGV[2] whether the taker has an owner, ARGV[3] the
+/// owner). Anyone else gets nothing and leaves it in place.
+const TAKE_SIZE: &str = r"
+local size = redis.call('HGET', KEYS[1], 'size')
+if not size then return false end
+if ARGV[1] == '1' then
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  local mine = false
+  if ARGV[2] == '1' then mine = ARGV[3] end
+  if owner ~= mine then return false end
+end
+redis.call('DEL', KEYS[1])
+return size
 ";
 
 /// A [`ProgressStore`] over Redis, so that a status query or a cancel can land on another
@@ -44,7 +113,12 @@ return 1
 ///
 /// - **Records** are hashes `{prefix}rec:{key}` holding the status and the JSON record.
 ///   Claims and saves are Lua scripts, so a key in flight on one instance is refused (409) on
-///   every other, and a late progress write never undoes a final status.
+///   every other, a late progress write never undoes a final status, and a write of an
+///   earlier claim of a key (carrying another [`ClaimToken`]) never touches a newer one.
+///   The record keeps its owner: a claim by another owner is refused
+///   ([`ClaimError::Foreign`]).
+/// - **`fileSize` answers** are hashes `{prefix}fsize:{key}` with the size and the owner it
+///   is bound to.
 /// - **Expiry** is Redis' own: terminal records live for the
 ///   [retention](RedisStoreBuilder::retention); live ones for a
 ///   [lease](RedisStoreBuilder::lease) that every progress write renews, so a record left by
@@ -87,8 +161,12 @@ struct Inner {
     settings: Settings,
     claim: Script,
     save: Script,
-    /// Keys claimed by this instance and not ended yet: whose cancel flags to watch.
-    local: Mutex<HashSet<UploadKey>>,
+    remove: Script,
+    put_size: Script,
+    take_size: Script,
+    /// Keys claimed by this instance and not ended yet, with their claim's token: whose
+    /// cancel flags to watch.
+    local: Mutex<HashMap<UploadKey, Option<ClaimToken>>>,
     on_cancel: OnceLock<CancelCallback>,
 }
 
@@ -196,6 +274,9 @@ impl RedisStoreBuilder {
             settings: self.settings,
             claim: Script::new(CLAIM),
             save: Script::new(SAVE),
+            remove: Script::new(REMOVE),
+            put_size: Script::new(PUT_SIZE),
+            take_size: Script::new(TAKE_SIZE),
             local: Mutex::default(),
             on_cancel: OnceLock::new(),
         });
@@ -224,7 +305,7 @@ async fn watch_cancels(inner: Weak<Inner>) {
     loop {
         let Some(store) = inner.upgrade() else { return };
         let interval = store.settings.cancel_poll_interval;
-        let keys: Vec<UploadKey> = store.local().iter().cloned().collect();
+        let keys: Vec<UploadKey> = store.local().keys().cloned().collect();
         if !keys.is_empty() {
             if let Some(on_cancel) = store.on_cancel.get() {
                 let flags: Vec<String> = keys.iter().map(|key| store.cancel_key(key)).collect();
@@ -258,13 +339,143 @@ impl Inner {
     }
 
     fn size_key(&self, key: &UploadKey) -> String {
-        format!("{}size:{key}", self.settings.prefix)
+        // Not `size:`, which earlier versions used for plain strings.
+        format!("{}fsize:{key}", self.settings.prefix)
     }
 
-    fn local(&self) -> std::sync::MutexGuard<'_, HashSet<UploadKey>> {
-        self.local
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<UploadKey, Option<ClaimToken>>> {
+        lock(&self.local)
+    }
+
+    /// Stops watching `key`'s cancel flag, unless it was claimed again here since.
+    fn unwatch(&self, key: &UploadKey, token: Option<ClaimToken>) {
+        let mut local = self.local();
+        if token.is_none() || local.get(key).is_some_and(|watched| *watched == token) {
+            local.remove(key);
+        }
+    }
+
+    async fn claim(&self, info: &UploadInfo, claim: Option<Claim>) -> Result<(), ClaimError> {
+        let json = encode(info)?;
+        let mut connection = self.connection.clone();
+        let mut invocation = self.claim.prepare_invoke();
+        let (token, bound) = claim.map_or((None, false), |claim| {
+            (Some(claim.token), claim.owner_bound)
+        });
+        invocation
+            .key(self.record_key(&info.key))
+            .key(self.cancel_key(&info.key))
+            .arg(info.status.code())
+            .arg(json)
+            .arg(self.ttl_ms(info))
+            .arg(info.error.code())
+            .arg(token.map(|token| token.to_string()).unwrap_or_default())
+            .arg(flag(info.owner.is_some()))
+            .arg(info.owner.as_deref().unwrap_or(""))
+            .arg(flag(bound));
+        let answer: Vec<String> = timeout(
+            self.settings.op_timeout,
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        match answer.first().map(String::as_str) {
+            Some("ok") => {
+                self.local().insert(info.key.clone(), token);
+                Ok(())
+            }
+            Some("foreign") => Err(ClaimError::Foreign),
+            Some("in_flight") => Err(ClaimError::InFlight),
+            Some("rejected") => {
+                let previous = answer
+                    .get(1)
+                    .ok_or_else(|| StoreError::new("rejected record without data"))?;
+                Err(ClaimError::Rejected(Box::new(decode(previous)?)))
+            }
+            other => Err(StoreError::new(format!("unexpected claim answer {other:?}")).into()),
+        }
+    }
+
+    async fn save(&self, info: &UploadInfo, token: Option<ClaimToken>) -> Result<(), StoreError> {
+        if info.status.is_terminal() {
+            self.unwatch(&info.key, token);
+        }
+        let json = encode(info)?;
+        let mut connection = self.connection.clone();
+        let mut invocation = self.save.prepare_invoke();
+        invocation
+            .key(self.record_key(&info.key))
+            .arg(info.status.code())
+            .arg(json)
+            .arg(self.ttl_ms(info))
+            .arg(info.error.code())
+            .arg(token.map(|token| token.to_string()).unwrap_or_default())
+            .arg(flag(info.owner.is_some()))
+            .arg(info.owner.as_deref().unwrap_or(""));
+        // 0 when refused: a stale write is not the caller's error.
+        let _: i64 = timeout(
+            self.settings.op_timeout,
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn remove(&self, key: &UploadKey, token: Option<ClaimToken>) -> Result<(), StoreError> {
+        self.unwatch(key, token);
+        let mut connection = self.connection.clone();
+        let mut invocation = self.remove.prepare_invoke();
+        invocation
+            .key(self.record_key(key))
+            .key(self.cancel_key(key))
+            .arg(token.map(|token| token.to_string()).unwrap_or_default());
+        let _: i64 = timeout(
+            self.settings.op_timeout,
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn put_file_size(
+        &self,
+        key: &UploadKey,
+        size: u64,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.put_size.prepare_invoke();
+        invocation
+            .key(self.size_key(key))
+            .arg(size)
+            .arg((self.settings.retention.as_millis() as u64).max(1))
+            .arg(flag(owner.is_some()))
+            .arg(owner.unwrap_or(""));
+        let _: i64 = timeout(
+            self.settings.op_timeout,
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `owner`: `None` to take it for anyone, `Some(owner)` only for exactly that owner.
+    async fn take_file_size(
+        &self,
+        key: &UploadKey,
+        owner: Option<Option<&str>>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.take_size.prepare_invoke();
+        invocation
+            .key(self.size_key(key))
+            .arg(flag(owner.is_some()))
+            .arg(flag(owner.flatten().is_some()))
+            .arg(owner.flatten().unwrap_or(""));
+        timeout(
+            self.settings.op_timeout,
+            invocation.invoke_async::<Option<u64>>(&mut connection),
+        )
+        .await
     }
 
     fn ttl_ms(&self, info: &UploadInfo) -> u64 {
@@ -274,6 +485,15 @@ impl Inner {
             self.settings.lease
         };
         (ttl.as_millis() as u64).max(1)
+    }
+}
+
+/// A Lua script's boolean argument.
+fn flag(on: bool) -> &'static str {
+    if on {
+        "1"
+    } else {
+        "0"
     }
 }
 
@@ -287,74 +507,39 @@ fn decode(json: &str) -> Result<UploadInfo, StoreError> {
 
 impl ProgressStore for RedisStore {
     fn claim<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let json = encode(info)?;
-            let mut connection = inner.connection.clone();
-            let mut invocation = inner.claim.prepare_invoke();
-            invocation
-                .key(inner.record_key(&info.key))
-                .key(inner.cancel_key(&info.key))
-                .arg(info.status.code())
-                .arg(json)
-                .arg(inner.ttl_ms(info));
-            let answer: Vec<String> = timeout(
-                inner.settings.op_timeout,
-                invocation.invoke_async(&mut connection),
-            )
-            .await?;
-            match answer.first().map(String::as_str) {
-                Some("ok") => {
-                    inner.local().insert(info.key.clone());
-                    Ok(())
-                }
-                Some("in_flight") => Err(ClaimError::InFlight),
-                Some("rejected") => {
-                    let previous = answer
-                        .get(1)
-                        .ok_or_else(|| StoreError::new("rejected record without data"))?;
-                    Err(ClaimError::Rejected(Box::new(decode(previous)?)))
-                }
-                other => Err(StoreError::new(format!("unexpected claim answer {other:?}")).into()),
-            }
-        })
+        Box::pin(self.inner.claim(info, None))
+    }
+
+    fn claim_with<'a>(
+        &'a self,
+        info: &'a UploadInfo,
+        claim: Claim,
+    ) -> StoreFuture<'a, Result<(), ClaimError>> {
+        Box::pin(self.inner.claim(info, Some(claim)))
     }
 
     fn save<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            if info.status.is_terminal() {
-                inner.local().remove(&info.key);
-            }
-            let json = encode(info)?;
-            let mut connection = inner.connection.clone();
-            let mut invocation = inner.save.prepare_invoke();
-            invocation
-                .key(inner.record_key(&info.key))
-                .arg(info.status.code())
-                .arg(json)
-                .arg(inner.ttl_ms(info));
-            let _: i64 = timeout(
-                inner.settings.op_timeout,
-                invocation.invoke_async(&mut connection),
-            )
-            .await?;
-            Ok(())
-        })
+        Box::pin(self.inner.save(info, None))
+    }
+
+    fn save_with<'a>(
+        &'a self,
+        info: &'a UploadInfo,
+        token: ClaimToken,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.inner.save(info, Some(token)))
     }
 
     fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            inner.local().remove(key);
-            let mut connection = inner.connection.clone();
-            timeout(inner.settings.op_timeout, async {
-                connection
-                    .del::<_, ()>(&[inner.record_key(key), inner.cancel_key(key)])
-                    .await
-            })
-            .await
-        })
+        Box::pin(self.inner.remove(key, None))
+    }
+
+    fn remove_with<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        token: ClaimToken,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.inner.remove(key, Some(token)))
     }
 
     fn load<'a>(
@@ -377,33 +562,31 @@ impl ProgressStore for RedisStore {
         key: &'a UploadKey,
         size: u64,
     ) -> StoreFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let mut connection = inner.connection.clone();
-            let ttl = inner.settings.retention.as_millis() as u64;
-            timeout(inner.settings.op_timeout, async {
-                connection
-                    .pset_ex::<_, _, ()>(inner.size_key(key), size, ttl.max(1))
-                    .await
-            })
-            .await
-        })
+        Box::pin(self.inner.put_file_size(key, size, None))
     }
 
     fn take_file_size<'a>(
         &'a self,
         key: &'a UploadKey,
     ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let mut connection = inner.connection.clone();
-            timeout(inner.settings.op_timeout, async {
-                connection
-                    .get_del::<_, Option<u64>>(inner.size_key(key))
-                    .await
-            })
-            .await
-        })
+        Box::pin(self.inner.take_file_size(key, None))
+    }
+
+    fn put_file_size_for<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        size: u64,
+        owner: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.inner.put_file_size(key, size, owner))
+    }
+
+    fn take_file_size_for<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        owner: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(self.inner.take_file_size(key, Some(owner)))
     }
 
     fn request_cancel<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {

@@ -8,6 +8,103 @@ use std::time::Duration;
 
 use crate::{UploadInfo, UploadKey};
 
+/// Identifies one claim of a key: made at random by the registry when an upload begins, and
+/// carried by every save of that upload.
+///
+/// A store keeps the token of the current claim with the record and refuses a save or a
+/// remove that carries another one: a late write of an *earlier* claim of the same key (a
+/// progress flush still on its way when Chromium re-posted the key after a hang-up) must not
+/// overwrite the new upload's record.
+///
+/// ```
+/// use tower_upload_state::ClaimToken;
+///
+/// let (a, b) = (ClaimToken::random(), ClaimToken::random());
+/// assert_ne!(a, b);
+/// assert_eq!(a.to_string().len(), 32);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClaimToken(u128);
+
+impl ClaimToken {
+    /// A fresh random token (128 bits from the standard library's randomly seeded hasher).
+    #[must_use]
+    pub fn random() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let half = || {
+            // Every `RandomState` has its own keys, seeded from the OS; the counter and the
+            // time make two tokens differ even if the keys repeated.
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_nanos()),
+            );
+            hasher.finish()
+        };
+        Self((u128::from(half()) << 64) | u128::from(half()))
+    }
+
+    /// The token as a number, e.g. for a store that keeps it.
+    #[must_use]
+    pub const fn as_u128(self) -> u128 {
+        self.0
+    }
+
+    /// The token with this value (what [`as_u128`](Self::as_u128) returned).
+    #[must_use]
+    pub const fn from_u128(value: u128) -> Self {
+        Self(value)
+    }
+}
+
+/// 32 lowercase hex digits.
+impl fmt::Display for ClaimToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for ClaimToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClaimToken({self})")
+    }
+}
+
+/// What the registry asks of a store when an upload begins (see
+/// [`ProgressStore::claim_with`]).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Claim {
+    /// The claim's token, to keep with the record.
+    pub token: ClaimToken,
+    /// Whether the registry binds uploads to owners
+    /// ([`UploadRegistry::with_owner`](crate::UploadRegistry::with_owner)): a record without
+    /// an owner then belongs to the anonymous owner only.
+    pub owner_bound: bool,
+}
+
+impl Claim {
+    /// A claim with `token`, without owner binding.
+    #[must_use]
+    pub const fn new(token: ClaimToken) -> Self {
+        Self {
+            token,
+            owner_bound: false,
+        }
+    }
+
+    /// Sets [`owner_bound`](Self::owner_bound).
+    #[must_use]
+    pub const fn owner_bound(mut self, owner_bound: bool) -> Self {
+        self.owner_bound = owner_bound;
+        self
+    }
+}
+
 /// The future a [`ProgressStore`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -30,24 +127,67 @@ pub type CancelCallback = Arc<dyn Fn(&UploadKey) + Send + Sync>;
 pub trait ProgressStore: fmt::Debug + Send + Sync + 'static {
     /// Claims `info.key` for a new upload and stores `info`.
     ///
-    /// A record of a finished upload, or of one that ended in a disconnect, is replaced: the
-    /// key starts over.
+    /// A record of a finished upload, of one that ended in a disconnect, or of one that failed
+    /// on the server's side is replaced: the key starts over.
     ///
     /// # Errors
     ///
     /// [`ClaimError::InFlight`] if a record for the key is still in flight,
-    /// [`ClaimError::Rejected`] (with that record) if its upload ended in a rejection
-    /// ([`UploadStatus::is_rejection`](crate::UploadStatus::is_rejection)),
-    /// [`ClaimError::Full`] if the store is at capacity with in-flight records only.
+    /// [`ClaimError::Rejected`] (with that record) if its upload ended in a verdict that a
+    /// repeated POST gets again
+    /// ([`UploadInfo::is_replayed_verdict`](crate::UploadInfo::is_replayed_verdict)),
+    /// [`ClaimError::Full`] if the store is at capacity with in-flight records only,
+    /// [`ClaimError::Foreign`] if the record belongs to another owner
+    /// ([`UploadInfo::is_foreign_to`]`(info.owner, false)`), checked first.
     fn claim<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>>;
 
+    /// [`claim`](Self::claim), keeping `claim.token` with the record so that
+    /// [`save_with`](Self::save_with) can refuse the writes of an earlier claim, and applying
+    /// the owner rule with `claim.owner_bound`. The registry calls this one.
+    ///
+    /// The default ignores the token and the binding and calls [`claim`](Self::claim); the
+    /// stores of this crate implement it, and a shared store should.
+    fn claim_with<'a>(
+        &'a self,
+        info: &'a UploadInfo,
+        claim: Claim,
+    ) -> StoreFuture<'a, Result<(), ClaimError>> {
+        let _ = claim;
+        self.claim(info)
+    }
+
     /// Stores the latest state of an upload claimed with [`claim`](Self::claim). A terminal
-    /// status starts the record's retention.
+    /// status starts the record's retention; a non-terminal save never turns a terminal
+    /// record back into a live one (a late progress write must not undo the final status).
     fn save<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>>;
+
+    /// [`save`](Self::save) on behalf of the claim `token`: ignored (not an error) when the
+    /// record now belongs to another claim of the same key. The registry calls this one.
+    ///
+    /// The default ignores the token and calls [`save`](Self::save).
+    fn save_with<'a>(
+        &'a self,
+        info: &'a UploadInfo,
+        token: ClaimToken,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        let _ = token;
+        self.save(info)
+    }
 
     /// Forgets `key` (an upload that was claimed but never started, e.g. when another key of
     /// its batch was refused).
     fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>>;
+
+    /// [`remove`](Self::remove) on behalf of the claim `token`: nothing is removed when the
+    /// record belongs to another claim. The default ignores the token.
+    fn remove_with<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        token: ClaimToken,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        let _ = token;
+        self.remove(key)
+    }
 
     /// The stored record of `key`, if there is one that has not expired.
     fn load<'a>(
@@ -62,11 +202,39 @@ pub trait ProgressStore: fmt::Debug + Send + Sync + 'static {
         size: u64,
     ) -> StoreFuture<'a, Result<(), StoreError>>;
 
-    /// Takes (reads and removes) the `fileSize` answer recorded for `key`.
+    /// Takes (reads and removes) the `fileSize` answer recorded for `key`, whoever recorded
+    /// it.
     fn take_file_size<'a>(
         &'a self,
         key: &'a UploadKey,
     ) -> StoreFuture<'a, Result<Option<u64>, StoreError>>;
+
+    /// [`put_file_size`](Self::put_file_size), bound to `owner`: only
+    /// [`take_file_size_for`](Self::take_file_size_for) with the same owner takes it.
+    ///
+    /// The default ignores the owner: implement both `_for` methods together.
+    fn put_file_size_for<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        size: u64,
+        owner: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        let _ = owner;
+        self.put_file_size(key, size)
+    }
+
+    /// Takes the `fileSize` answer for `key` if it was recorded for exactly `owner` (`None`
+    /// and `None` match); for anyone else it answers `None` and leaves the answer in place.
+    ///
+    /// The default ignores the owner.
+    fn take_file_size_for<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        owner: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+        let _ = owner;
+        self.take_file_size(key)
+    }
 
     /// Asks the instance streaming `key`, if it is another one, to cancel it.
     ///
@@ -102,12 +270,53 @@ impl<S: ProgressStore + ?Sized> ProgressStore for Arc<S> {
         (**self).claim(info)
     }
 
+    fn claim_with<'a>(
+        &'a self,
+        info: &'a UploadInfo,
+        claim: Claim,
+    ) -> StoreFuture<'a, Result<(), ClaimError>> {
+        (**self).claim_with(info, claim)
+    }
+
     fn save<'a>(&'a self, info: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
         (**self).save(info)
     }
 
+    fn save_with<'a>(
+        &'a self,
+        info: &'a UploadInfo,
+        token: ClaimToken,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        (**self).save_with(info, token)
+    }
+
     fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
         (**self).remove(key)
+    }
+
+    fn remove_with<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        token: ClaimToken,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        (**self).remove_with(key, token)
+    }
+
+    fn put_file_size_for<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        size: u64,
+        owner: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        (**self).put_file_size_for(key, size, owner)
+    }
+
+    fn take_file_size_for<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        owner: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+        (**self).take_file_size_for(key, owner)
     }
 
     fn load<'a>(
@@ -155,7 +364,8 @@ impl<S: ProgressStore + ?Sized> ProgressStore for Arc<S> {
 pub enum ClaimError {
     /// An upload with this key is in flight (HTTP 409).
     InFlight,
-    /// The key's upload ended in a rejection; a repeated POST gets the same verdict.
+    /// The key's upload ended in a client-caused verdict
+    /// ([`UploadInfo::is_replayed_verdict`]); a repeated POST gets the same verdict.
     Rejected(Box<UploadInfo>),
     /// The store is full of in-flight uploads (HTTP 503).
     Full {
@@ -164,6 +374,10 @@ pub enum ClaimError {
     },
     /// The store failed.
     Store(StoreError),
+    /// The key's record (in flight or ended) belongs to another owner (see
+    /// [`UploadRegistry::with_owner`](crate::UploadRegistry::with_owner)). Nothing about the
+    /// record is told: a stranger learns neither its state nor its verdict.
+    Foreign,
 }
 
 impl fmt::Display for ClaimError {
@@ -179,7 +393,10 @@ impl fmt::Display for ClaimError {
                 f,
                 "the server is tracking its maximum of {capacity} uploads; try again later"
             ),
-            Self::Store(error) => write!(f, "the upload store failed: {error}"),
+            // The store's error is the `source`: it may name internal hosts, and this text may
+            // reach a client.
+            Self::Store(_) => f.write_str("the upload store is unavailable"),
+            Self::Foreign => f.write_str("this upload key cannot be used"),
         }
     }
 }
@@ -223,5 +440,19 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&*self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_errors_text_never_repeats_the_stores_error() {
+        let error = ClaimError::from(StoreError::new("connection refused: redis://10.0.0.7:6379"));
+        assert_eq!(error.to_string(), "the upload store is unavailable");
+        let source = std::error::Error::source(&error).expect("kept as the source");
+        assert!(source.to_string().contains("10.0.0.7"));
+        assert!(!ClaimError::Foreign.to_string().contains("owner"));
     }
 }

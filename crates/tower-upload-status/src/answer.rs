@@ -3,11 +3,11 @@
 use std::io::Write as _;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::header::ALLOW;
+use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
-use tower_upload_state::{KeyError, QueryError, StoreError, UploadInfo};
+use tower_upload_state::{json_response, KeyError, QueryError, StoreError, UploadInfo};
 
 /// What the service answers with.
 pub(crate) type StatusResponse = Response<Full<Bytes>>;
@@ -25,15 +25,10 @@ const METHOD_NOT_ALLOWED_JSON: &[u8] = br#"{"error":"method_not_allowed","messag
 
 const STORE_UNAVAILABLE_JSON: &[u8] = br#"{"error":"store_unavailable","message":"the upload store is unavailable; try again later"}"#;
 
-/// An answer with `status`, the JSON `body` and the headers every answer has.
+/// An answer with `status`, the JSON `body` and the headers every answer has (the state
+/// crate's [`json_response`], shared with the upload layer).
 fn json(status: StatusCode, body: Bytes) -> StatusResponse {
-    let mut headers = HeaderMap::with_capacity(3);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
+    json_response(status, body).map(Full::new)
 }
 
 /// The answer to `status` and `cancel`: the snapshot's status answer, or `NoSuchFile`.

@@ -83,6 +83,16 @@
 //! (`CanceledByClientCommand`). The cancel answer itself still shows the state before the
 //! upload noticed.
 //!
+//! # Owners
+//!
+//! When the registry binds uploads to owners
+//! ([`UploadRegistry::with_owner`](tower_upload_state::UploadRegistry::with_owner)), the
+//! service finds each request's owner with
+//! [`UploadRegistry::owner_of`](tower_upload_state::UploadRegistry::owner_of) and applies the
+//! registry's rule to every command: a key that belongs to someone else answers `status` and
+//! `cancel` as an unknown key (status 3 / error 5) and is not canceled, and its `fileSize`
+//! answer is neither shown nor consumed. Nothing needs configuring here.
+//!
 //! # Errors
 //!
 //! Requests the widget never sends get a 4xx answer, and a failing store a 503, each with a
@@ -95,7 +105,7 @@
 //! | 400 | `invalid_key` | the key is empty, too long, a `;` batch, or has a character outside `[A-Za-z0-9_.-]` |
 //! | 400 | `missing_command` | no `command` parameter |
 //! | 400 | `unknown_command` | a command other than `status`, `cancel` or `fileSize` |
-//! | 400 | `bad_query` | `key`, `command` or `cid` given more than once |
+//! | 400 | `bad_query` | `key`, `command` or `cid` given more than once, or a `cid` longer than 128 bytes |
 //! | 405 | `method_not_allowed` | a method other than `GET` or `POST` (with `Allow: GET, POST`) |
 //! | 503 | `store_unavailable` | the registry's [`ProgressStore`](tower_upload_state::ProgressStore) failed |
 //!

@@ -56,10 +56,11 @@ use crate::ResponseFuture;
 #[derive(Clone)]
 pub struct UploadStatusService {
     registry: UploadRegistry,
+    /// The deprecated override of the registry's owner binding.
     owner: Option<OwnerFn>,
 }
 
-/// Maps a request to its owner (see [`UploadStatusService::owner`]).
+/// Maps a request to its owner (see the deprecated [`UploadStatusService::owner`]).
 type OwnerFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
 
 impl fmt::Debug for UploadStatusService {
@@ -82,19 +83,17 @@ impl UploadStatusService {
         }
     }
 
-    /// Answers `status` and `cancel` for a key only to requests whose owner (as `owner` finds
-    /// it in the request) is the one the upload was bound to with the upload layer's
-    /// `owner` function; anyone else gets status 3 / error 5, as if the key did not exist.
-    /// Give both the same function. Off by default, for compatibility with the widget.
+    /// Finds the owner of a request with `owner` instead of the registry's binding.
     ///
-    /// ```
-    /// use tower_upload_state::UploadRegistry;
-    /// use tower_upload_status::UploadStatusService;
-    ///
-    /// let service = UploadStatusService::new(UploadRegistry::new())
-    ///     .owner(|parts| parts.headers.get("x-user")?.to_str().ok().map(str::to_owned));
-    /// # let _ = service;
-    /// ```
+    /// Deprecated: define the binding once, on the registry, with
+    /// [`UploadRegistry::with_owner`]; this service (and the upload layer) then apply it
+    /// without being told. Until it is removed, this override still works as before: a
+    /// request sees and cancels only the keys whose upload was bound to its owner (an upload
+    /// without an owner is nobody's), anyone else gets status 3 / error 5 as for an unknown
+    /// key; and a `fileSize` answer is taken only by the owner it was recorded for.
+    #[deprecated(
+        note = "bind owners once with `UploadRegistry::with_owner`; both services apply it"
+    )]
     #[must_use]
     pub fn owner<F>(mut self, owner: F) -> Self
     where
@@ -122,44 +121,58 @@ impl UploadStatusService {
     }
 }
 
-/// Whose request it is, when uploads are bound to owners: `None` when they are not.
-type Requester = Option<Option<String>>;
+/// Whose request it is.
+#[derive(Debug)]
+struct Requester {
+    /// The owner the binding found (`None`: anonymous, or no binding).
+    owner: Option<String>,
+    /// Set by the deprecated [`UploadStatusService::owner`]: keys without an owner are
+    /// nobody's, as that override always had it.
+    strict: bool,
+}
+
+impl Requester {
+    fn may_see(&self, info: &UploadInfo) -> bool {
+        !self.strict || info.owner.is_some()
+    }
+}
 
 /// Asks the registry and answers; the future this makes is what [`ResponseFuture`] boxes.
+///
+/// Every command goes through the registry's owner rule
+/// ([`UploadInfo::is_foreign_to`](tower_upload_state::UploadInfo::is_foreign_to)): a key
+/// that belongs to someone else answers as an unknown key, and a stranger's cancel or
+/// `fileSize` changes nothing.
 async fn answer(
     registry: UploadRegistry,
     key: UploadKey,
     command: Command,
     requester: Requester,
 ) -> StatusResponse {
-    let result = match (command, requester) {
-        (Command::Status, requester) => registry.snapshot(&key).await.map(|info| {
-            let info = info.filter(|info| owned_by(info, requester.as_ref()));
+    let owner = requester.owner.as_deref();
+    let result = match command {
+        Command::Status => registry.snapshot_for(&key, owner).await.map(|info| {
+            let info = info.filter(|info| requester.may_see(info));
             answer::status(info.as_ref())
         }),
-        (Command::Cancel, None) => registry
-            .cancel(&key)
-            .await
-            .map(|info| answer::status(info.as_ref())),
-        // Check the owner before cancelling: a stranger must not stop someone's upload.
-        (Command::Cancel, Some(requester)) => match registry.snapshot(&key).await {
-            Ok(Some(info)) if owned_by(&info, Some(&requester)) => registry
-                .cancel(&key)
+        Command::Cancel if requester.strict => match registry.snapshot_for(&key, owner).await {
+            Ok(Some(info)) if requester.may_see(&info) => registry
+                .cancel_for(&key, owner)
                 .await
                 .map(|info| answer::status(info.as_ref())),
             Ok(_) => Ok(answer::status(None)),
             Err(error) => Err(error),
         },
-        (Command::FileSize, _) => registry.take_file_size(&key).await.map(answer::file_size),
+        Command::Cancel => registry
+            .cancel_for(&key, owner)
+            .await
+            .map(|info| answer::status(info.as_ref())),
+        Command::FileSize => registry
+            .take_file_size_for(&key, owner)
+            .await
+            .map(answer::file_size),
     };
     result.unwrap_or_else(|error| answer::store_unavailable(&error))
-}
-
-fn owned_by(info: &UploadInfo, requester: Option<&Option<String>>) -> bool {
-    match requester {
-        None => true,
-        Some(requester) => info.owner.is_some() && info.owner == *requester,
-    }
 }
 
 impl<B> Service<Request<B>> for UploadStatusService {
@@ -175,10 +188,17 @@ impl<B> Service<Request<B>> for UploadStatusService {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match Self::check(&req) {
             Ok((key, command)) => {
-                let requester = self.owner.as_ref().map(|owner| {
-                    let (parts, _body) = req.into_parts();
-                    owner(&parts)
-                });
+                let (parts, _body) = req.into_parts();
+                let requester = match &self.owner {
+                    Some(owner) => Requester {
+                        owner: owner(&parts),
+                        strict: true,
+                    },
+                    None => Requester {
+                        owner: self.registry.owner_of(&parts),
+                        strict: false,
+                    },
+                };
                 ResponseFuture::registry(answer(self.registry.clone(), key, command, requester))
             }
             Err(refusal) => ResponseFuture::ready(refusal.into_response()),
@@ -416,10 +436,118 @@ mod tests {
         );
     }
 
+    fn user(parts: &http::request::Parts) -> Option<String> {
+        parts
+            .headers
+            .get("x-user")?
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    }
+
+    /// `command` for `key` as `who` (`None`: no `x-user` header), through `service`.
+    async fn ask_as(
+        service: &UploadStatusService,
+        command: &str,
+        key: &str,
+        who: Option<&str>,
+    ) -> Value {
+        let mut request = Request::get(format!("/s?key={key}&command={command}"));
+        if let Some(who) = who {
+            request = request.header("x-user", who);
+        }
+        let response = service
+            .clone()
+            .oneshot(request.body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .unwrap();
+        let (status, body) = read(response).await;
+        assert_eq!(status, StatusCode::OK);
+        body
+    }
+
+    fn owned(text: &str, owner: Option<&str>) -> UploadInfo {
+        let mut info = UploadInfo::new(key(text));
+        info.owner = owner.map(str::to_owned);
+        info
+    }
+
+    #[tokio::test]
+    async fn the_registrys_owner_binding_hides_keys_from_strangers() {
+        let registry = UploadRegistry::new().with_owner(user);
+        let service = UploadStatusService::new(registry.clone());
+        let upload = registry.begin(owned("mine", Some("alice"))).await.unwrap();
+        upload.add_bytes(3);
+        registry
+            .record_file_size_for(&key("mine"), 77, Some("alice"))
+            .await
+            .unwrap();
+        for stranger in [Some("mallory"), None] {
+            for command in ["status", "cancel"] {
+                assert_eq!(
+                    ask_as(&service, command, "mine", stranger).await,
+                    no_such_file(),
+                    "{command} as {stranger:?}"
+                );
+            }
+            assert_eq!(
+                ask_as(&service, "fileSize", "mine", stranger).await,
+                json!({"fileSize": null, "error": 5})
+            );
+        }
+        assert!(
+            !upload.is_cancel_requested(),
+            "a stranger's cancel changes nothing"
+        );
+        assert_eq!(
+            ask_as(&service, "status", "mine", Some("alice")).await,
+            status_json(0, -1, 3, 3, "")
+        );
+        assert_eq!(
+            ask_as(&service, "fileSize", "mine", Some("alice")).await,
+            json!({"fileSize": 77}),
+            "a stranger's fileSize does not consume the answer"
+        );
+        ask_as(&service, "cancel", "mine", Some("alice")).await;
+        assert!(upload.is_cancel_requested());
+        upload
+            .finish(UploadStatus::CanceledByClientCommand, FileError::None, None)
+            .await;
+    }
+
+    #[tokio::test]
+    #[allow(deprecated)]
+    async fn the_deprecated_owner_override_still_works() {
+        let registry = UploadRegistry::new();
+        let service = UploadStatusService::new(registry.clone()).owner(user);
+        let upload = registry.begin(owned("o", Some("alice"))).await.unwrap();
+        let anonymous = registry.begin(owned("anon", None)).await.unwrap();
+        assert_eq!(
+            ask_as(&service, "status", "o", Some("mallory")).await,
+            no_such_file()
+        );
+        assert_eq!(ask_as(&service, "cancel", "o", None).await, no_such_file());
+        assert!(!upload.is_cancel_requested());
+        // As before: an upload without an owner is nobody's.
+        assert_eq!(
+            ask_as(&service, "status", "anon", None).await,
+            no_such_file()
+        );
+        assert_eq!(
+            ask_as(&service, "status", "o", Some("alice")).await,
+            status_json(0, -1, 0, 0, "")
+        );
+        ask_as(&service, "cancel", "o", Some("alice")).await;
+        assert!(upload.is_cancel_requested());
+        upload.abandon().await;
+        anonymous.abandon().await;
+    }
+
     #[tokio::test]
     async fn bad_queries_get_400_with_a_code_and_a_message() {
         let registry = UploadRegistry::new();
         let long_key = format!("/s?command=status&key={}", "k".repeat(129));
+        let long_cid = format!("/s?command=status&key=k&cid={}", "c".repeat(129));
         let cases: &[(&str, &str, &str)] = &[
             ("/s", "missing_key", "`key`"),
             ("/s?command=status", "missing_key", "`key`"),
@@ -440,6 +568,7 @@ mod tests {
                 "`command`",
             ),
             ("/s?key=k&command=status&cid=a&cid=b", "bad_query", "`cid`"),
+            (&long_cid, "bad_query", "128 bytes"),
         ];
         for &(uri, code, in_message) in cases {
             let (status, body) = get(&registry, uri).await;
@@ -585,8 +714,14 @@ mod tests {
             let (status, body) = get(&registry, &uri).await;
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{command}");
             assert_eq!(body["error"], "store_unavailable", "{command}");
-            let message = body["message"].as_str().unwrap();
-            assert!(!message.contains("10.0.0.7"), "{message}");
+            assert_eq!(
+                body,
+                json!({
+                    "error": "store_unavailable",
+                    "message": "the upload store is unavailable; try again later"
+                }),
+                "{command}: a fixed answer, never the store's error"
+            );
         }
         // Bad requests are still told what is wrong: they never reach the store.
         let (status, body) = get(&registry, "/s?key=k").await;
