@@ -589,11 +589,9 @@ async fn the_owner_binding_hides_uploads_from_strangers() {
             .ok()
             .map(str::to_owned)
     }
-    let server = TestServer::start_custom(
-        UploadRegistry::new(),
-        |layer| layer.owner(user).max_file_size(None),
-        |status| status.owner(user),
-    )
+    let server = TestServer::start_with_registry(UploadRegistry::new().with_owner(user), |layer| {
+        layer.max_file_size(None)
+    })
     .await;
     let alice = vec![("x-user".to_owned(), "alice".to_owned())];
     let mallory = vec![("x-user".to_owned(), "mallory".to_owned())];

@@ -545,3 +545,74 @@ fn frames_of(
         Some((Ok(http_body::Frame::data(chunk)), receiver))
     })
 }
+
+/// A server-side failure (500) lets a retry of the key start over once the cause is gone,
+/// while a refusal of what the client sent is replayed (this failed before: every status 6
+/// was replayed, so the retry got the old 500 for the whole retention).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_client_caused_refusals_are_replayed_to_a_retry() {
+    let server = TestServer::start(|layer| layer.allowed_mime_types("text/*")).await;
+    std::fs::write(server.uploads(), b"a file where the folder should be").unwrap();
+    let body = MultipartBody::new()
+        .file("a.txt", "text/plain", b"retry me")
+        .finish();
+    let response = server.post_upload("key=retry", &body).await;
+    assert_eq!(response.status, 500);
+    assert_eq!(codes(&response.json()), (6, 3));
+    std::fs::remove_file(server.uploads()).unwrap();
+    let response = server.post_upload("key=retry", &body).await;
+    assert_eq!(response.status, 200, "{:?}", response.json());
+    assert_eq!(server.saved_files(), ["a.txt"]);
+
+    let refused = MultipartBody::new()
+        .file("x.exe", "application/x-msdownload", b"MZ")
+        .finish();
+    let first = server.post_upload("key=refused", &refused).await;
+    assert_eq!(first.status, 415);
+    // The same key again, even with an acceptable file: the verdict stands.
+    let again = server.post_upload("key=refused", &body).await;
+    assert_eq!(again.status, 415);
+    assert_eq!(codes(&again.json()), (6, 1));
+}
+
+/// With owner binding, a stranger cannot take over another owner's key, nor learn its
+/// verdict by posting it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_post_of_an_owned_key_is_refused_without_details() {
+    fn user(parts: &http::request::Parts) -> Option<String> {
+        Some(parts.headers.get("x-user")?.to_str().ok()?.to_owned())
+    }
+    let registry = UploadRegistry::new().with_owner(user);
+    let server =
+        TestServer::start_with_registry(registry, |layer| layer.max_file_size(Some(10))).await;
+    let big = MultipartBody::new()
+        .file("big.txt", "text/plain", &[b'x'; 100])
+        .finish();
+    let as_user = |name: &str, body: &MultipartBody| {
+        let mut headers = body.headers();
+        headers.push(("x-user".into(), name.into()));
+        headers
+    };
+    let response = send(
+        server.addr,
+        "POST",
+        "/upload?key=owned",
+        &as_user("alice", &big),
+        &big.bytes,
+    )
+    .await;
+    assert_eq!(response.status, 413);
+    let response = send(
+        server.addr,
+        "POST",
+        "/upload?key=owned",
+        &as_user("mallory", &big),
+        &big.bytes,
+    )
+    .await;
+    assert_eq!(response.status, 409);
+    let answer = response.json();
+    assert_eq!(answer["error"], "upload_key_unavailable");
+    assert!(answer.get("serverMessage").is_none(), "{answer}");
+    assert!(!answer.to_string().contains("10 bytes"), "{answer}");
+}

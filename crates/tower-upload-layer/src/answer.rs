@@ -3,10 +3,9 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use serde::Serialize;
-use tower_upload_state::{StatusAnswer, UploadInfo, UploadStatus};
+use tower_upload_state::{json_response as json, StatusAnswer, UploadInfo, UploadStatus};
 
 use crate::failure::Failure;
 
@@ -23,15 +22,6 @@ pub(crate) fn human_size(bytes: u64) -> String {
         }
     }
     format!("{bytes} bytes")
-}
-
-pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// A refusal that concerns the request, not an upload (no key to report on): `{"error":
@@ -153,13 +143,13 @@ mod tests {
             FileError::None,
             Some("saved"),
         )];
-        let response = upload_answer(&records, true, None);
+        let response = upload_answer(&records, false, None);
         assert_eq!(response.status(), 200);
         assert_eq!(
             body(&response),
             serde_json::json!({"status":2,"error":-1,"bytesUploaded":3,"size":3})
         );
-        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        assert_eq!(response.headers()[http::header::CACHE_CONTROL], "no-store");
     }
 
     #[test]

@@ -12,9 +12,6 @@ use tower_upload_state::UploadRegistry;
 use crate::events::Events;
 use crate::sink::UploadSink;
 
-/// Maps a request to the owner its uploads are bound to.
-pub(crate) type OwnerFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
-
 /// The default URL path the layer intercepts.
 pub const DEFAULT_UPLOAD_PATH: &str = "/upload";
 /// The default largest file: 4 MiB, as igUpload's `maxFileSizeLimit`.
@@ -166,7 +163,6 @@ pub(crate) struct Config {
     pub(crate) orphan_age: Duration,
     pub(crate) events: Option<Arc<Events>>,
     pub(crate) sink: UploadSink,
-    pub(crate) owner: Option<OwnerFn>,
     /// Shared by every clone of the layer and its services.
     pub(crate) limiter: Arc<Semaphore>,
     /// When the next orphan sweep is due, in milliseconds since the Unix epoch (0: now).
@@ -198,7 +194,6 @@ impl Config {
             orphan_age: DEFAULT_ORPHAN_AGE,
             events: None,
             sink: UploadSink::Disk,
-            owner: None,
             limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_UPLOADS)),
             next_sweep: Arc::new(AtomicU64::new(0)),
         }
@@ -256,7 +251,6 @@ impl fmt::Debug for Config {
             .field("orphan_age", &self.orphan_age)
             .field("events", &self.events)
             .field("sink", &self.sink)
-            .field("owner", &self.owner.as_ref().map(|_| ".."))
             .finish_non_exhaustive()
     }
 }

@@ -469,10 +469,11 @@ impl UploadLayer {
         self
     }
 
-    /// Binds every upload to an owner taken from the request (a session cookie, a user id):
-    /// the status service, given the same function, then answers `status` and `cancel` for a
-    /// key only to requests with the same owner. Off by default (the widget knows nothing of
-    /// owners).
+    /// Binds every upload to an owner taken from the request (a session cookie, a user id).
+    ///
+    /// Deprecated: owner binding is defined once, on the registry
+    /// ([`UploadRegistry::with_owner`]), which both the layer and the status service apply.
+    /// This sets the binding of the layer's registry (and so of every clone of it).
     ///
     /// ```
     /// use tower_upload_layer::UploadLayer;
@@ -486,15 +487,18 @@ impl UploadLayer {
     ///         .map(str::to_owned)
     /// }
     ///
-    /// let layer = UploadLayer::new(UploadRegistry::new()).owner(session);
+    /// // Preferred: the registry carries the binding for both services.
+    /// let registry = UploadRegistry::new().with_owner(session);
+    /// let layer = UploadLayer::new(registry);
     /// # let _ = layer;
     /// ```
+    #[deprecated(since = "0.1.0", note = "use `UploadRegistry::with_owner`")]
     #[must_use]
-    pub fn owner<F>(mut self, owner: F) -> Self
+    pub fn owner<F>(self, owner: F) -> Self
     where
         F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
     {
-        self.config().owner = Some(Arc::new(owner));
+        let _ = self.config.registry.clone().with_owner(owner);
         self
     }
 

@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use tower_upload_state::{FileError, UploadHandle, UploadInfo, UploadStatus};
+use tower_upload_state::{
+    lock_unpoisoned as lock, FileError, UploadHandle, UploadInfo, UploadStatus,
+};
 
 use crate::config::Config;
 use crate::events::{
@@ -124,11 +126,6 @@ impl Drop for Announcer {
             runtime.spawn(announce);
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every update under these locks is a single push or assignment.
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// How a file part ended: its final record, where it was stored, and the failure if it

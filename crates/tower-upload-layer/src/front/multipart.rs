@@ -27,7 +27,7 @@ use tower_upload_state::{
     UploadStatus,
 };
 
-use crate::answer::{human_size, json, protocol_error, upload_answer};
+use crate::answer::{human_size, protocol_error, upload_answer};
 use crate::config::Config;
 use crate::events::FormField;
 use crate::failure::Failure;
@@ -53,9 +53,7 @@ where
     };
     match query.command() {
         Ok(None) => {}
-        Ok(Some(Command::FileSize)) => {
-            return record_file_size(&config, &query, &parts.headers).await
-        }
+        Ok(Some(Command::FileSize)) => return record_file_size(&config, &query, &parts).await,
         Ok(Some(command)) => {
             return protocol_error(
                 StatusCode::BAD_REQUEST,
@@ -113,7 +111,7 @@ where
     };
     let declared = content_length(&parts.headers);
     let cid = query.cid.as_deref().map(str::to_owned);
-    let owner = config.owner.as_ref().and_then(|owner| owner(&parts));
+    let owner = config.registry.owner_of(&parts);
     let handles = match claim(&config, keys, cid.as_deref(), owner, declared).await {
         Ok(handles) => handles,
         Err(answer) => return answer,
@@ -144,26 +142,28 @@ where
 async fn record_file_size(
     config: &Config,
     query: &UploadQuery<'_>,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
 ) -> Response<Bytes> {
     let key = match query.key() {
         Ok(key) => key,
         Err(error) => return key_error(&error),
     };
-    let Some(size) = content_length(headers) else {
+    let Some(size) = content_length(&parts.headers) else {
         return protocol_error(
             StatusCode::LENGTH_REQUIRED,
             "length_required",
             "`command=fileSize` needs a Content-Length header",
         );
     };
-    if let Err(error) = config.registry.record_file_size(&key, size).await {
+    let owner = config.registry.owner_of(parts);
+    let recorded = config
+        .registry
+        .record_file_size_for(&key, size, owner.as_deref())
+        .await;
+    if let Err(error) = recorded {
         return store_unavailable(&error);
     }
-    json(
-        StatusCode::OK,
-        format!("{{\"fileSize\":{size}}}").into_bytes(),
-    )
+    tower_upload_state::json_response(StatusCode::OK, format!("{{\"fileSize\":{size}}}"))
 }
 
 /// The store failed: the client learns that, not the store's own words (they may name hosts).
@@ -233,6 +233,10 @@ fn claim_error(error: ClaimError) -> Response<Bytes> {
     trace!(info, reason = %error, "upload not registered");
     match error {
         ClaimError::InFlight => protocol_error(StatusCode::CONFLICT, "upload_in_progress", error),
+        // Another owner's key: nothing about its record is told.
+        ClaimError::Foreign => {
+            protocol_error(StatusCode::CONFLICT, "upload_key_unavailable", error)
+        }
         ClaimError::Rejected(previous) => {
             // A repeated POST (Chromium re-sends after a hang-up) gets the same verdict.
             let failure = Failure::from_info(&previous);
