@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 /// The longest key [`UploadKey::parse`] accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
+/// The length of the keys [`UploadKey::generate`] makes (as the igUpload widget's own).
+pub const GENERATED_KEY_LEN: usize = 30;
 
 /// The most keys one `key=K1;K2;...` batch may name.
 ///
@@ -49,6 +51,43 @@ impl UploadKey {
     pub fn parse(key: &str) -> Result<Self, KeyError> {
         validate(key)?;
         Ok(Self(Arc::from(key)))
+    }
+
+    /// A new, unguessable key: [`GENERATED_KEY_LEN`] characters of `[A-Za-z0-9]` from the
+    /// operating system's random source (about 178 bits), the shape the igUpload widget
+    /// makes on its side. Keys are bearer tokens for status and cancel queries, so they must
+    /// not be predictable.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system has no random source to offer (never on the supported
+    /// platforms).
+    ///
+    /// ```
+    /// use tower_upload_state::{UploadKey, GENERATED_KEY_LEN};
+    ///
+    /// let key = UploadKey::generate();
+    /// assert_eq!(key.as_str().len(), GENERATED_KEY_LEN);
+    /// assert!(key.as_str().bytes().all(|b| b.is_ascii_alphanumeric()));
+    /// assert_ne!(key, UploadKey::generate());
+    /// ```
+    #[must_use]
+    pub fn generate() -> Self {
+        const ALPHABET: &[u8; 62] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut key = String::with_capacity(GENERATED_KEY_LEN);
+        let mut random = [0u8; 64];
+        while key.len() < GENERATED_KEY_LEN {
+            getrandom::fill(&mut random).expect("the operating system's random source");
+            // 248 = 4 x 62: bytes below it map onto the alphabet without bias.
+            for &byte in random.iter().filter(|&&byte| byte < 248) {
+                if key.len() == GENERATED_KEY_LEN {
+                    break;
+                }
+                key.push(char::from(ALPHABET[usize::from(byte % 62)]));
+            }
+        }
+        Self(Arc::from(key))
     }
 
     /// Parses the widget's batch form `K1;K2;K3` (sent with `useSingleRequest`), in order.

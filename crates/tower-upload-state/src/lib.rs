@@ -39,7 +39,7 @@ mod sync;
 
 pub use code::{FileError, UploadStatus};
 pub use info::{StatusAnswer, UploadInfo};
-pub use key::{KeyError, UploadKey, MAX_BATCH_KEYS, MAX_KEY_LEN};
+pub use key::{KeyError, UploadKey, GENERATED_KEY_LEN, MAX_BATCH_KEYS, MAX_KEY_LEN};
 pub use memory::{MemoryStore, DEFAULT_CAPACITY, DEFAULT_RETENTION};
 pub use metrics::RegistryMetrics;
 pub use query::{Command, QueryError, UploadQuery};

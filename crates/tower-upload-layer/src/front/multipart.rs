@@ -40,6 +40,9 @@ use crate::stream::{BodyError, BodyStream, Gauge, Pace};
 use crate::trace::trace;
 use crate::BoxError;
 
+/// The response header that names each generated key of a keyless upload, in part order.
+const UPLOAD_KEY: http::HeaderName = http::HeaderName::from_static("upload-key");
+
 /// Answers one request to the upload path. Never fails: every outcome is an HTTP answer.
 pub(crate) async fn handle<B>(config: Arc<Config>, request: Request<B>) -> Response<Bytes>
 where
@@ -66,11 +69,13 @@ where
         }
         Err(error) => return protocol_error(StatusCode::BAD_REQUEST, "unknown_command", error),
     }
+    // No `key`: a keyless upload (curl, an HTML form); the layer makes a key per file.
     let keys = match query.keys() {
-        Ok(keys) => keys,
+        Ok(keys) => Some(keys),
+        Err(KeyError::Missing) => None,
         Err(error) => return key_error(&error),
     };
-    if keys.len() > config.max_files_per_request {
+    if let Some(keys) = keys.as_ref().filter(|keys| keys.len() > config.max_files_per_request) {
         return protocol_error(
             StatusCode::BAD_REQUEST,
             "too_many_files",
@@ -112,9 +117,12 @@ where
     let declared = content_length(&parts.headers);
     let cid = query.cid.as_deref().map(str::to_owned);
     let owner = config.registry.owner_of(&parts);
-    let handles = match claim(&config, keys, cid.as_deref(), owner, declared).await {
-        Ok(handles) => handles,
-        Err(answer) => return answer,
+    let keyless = match keys {
+        Some(keys) => match claim(&config, keys, cid.as_deref(), owner.clone(), declared).await {
+            Ok(handles) => Err(handles),
+            Err(answer) => return answer,
+        },
+        None => Ok(owner),
     };
     sweep_when_due(&config);
     // Only event handlers read the headers: hand them over instead of copying them.
@@ -122,7 +130,11 @@ where
         Some(_) => Arc::new(std::mem::take(&mut parts.headers)),
         None => Arc::default(),
     };
-    let upload = MultipartUpload::new(RequestContext::new(config, cid.clone(), headers), handles);
+    let context = RequestContext::new(config, cid.clone(), headers);
+    let upload = match keyless {
+        Err(handles) => MultipartUpload::new(context, handles, None),
+        Ok(owner) => MultipartUpload::new(context, Vec::new(), Some(Keyless { owner })),
+    };
     let run = upload.run(body, boundary, declared);
     #[cfg(feature = "tracing")]
     let run = tracing::Instrument::instrument(
@@ -249,6 +261,11 @@ fn claim_error(error: ClaimError) -> Response<Bytes> {
     }
 }
 
+/// What a keyless upload claims each file's generated key with.
+struct Keyless {
+    owner: Option<String>,
+}
+
 /// One multipart upload request in progress.
 struct MultipartUpload {
     context: Arc<RequestContext>,
@@ -260,16 +277,19 @@ struct MultipartUpload {
     fields: Fields,
     /// How many non-file fields were read (kept or not).
     field_count: usize,
-    /// Whether the request names several keys (it answers in the batch form).
+    /// Whether the request names several keys, or none (it answers in the batch form).
     batch: bool,
+    /// `Some` for a keyless upload: each file part gets a key of its own when it starts.
+    keyless: Option<Keyless>,
 }
 
 impl MultipartUpload {
-    fn new(context: RequestContext, handles: Vec<UploadHandle>) -> Self {
+    fn new(context: RequestContext, handles: Vec<UploadHandle>, keyless: Option<Keyless>) -> Self {
         Self {
             context: Arc::new(context),
             ended: Vec::with_capacity(handles.len()),
-            batch: handles.len() > 1,
+            batch: handles.len() > 1 || keyless.is_some(),
+            keyless,
             pending: handles.into(),
             fields: Fields::default(),
             field_count: 0,
@@ -317,7 +337,7 @@ impl MultipartUpload {
                 }
                 continue;
             };
-            if self.pending.is_empty() {
+            if self.pending.is_empty() && self.keyless.is_none() {
                 trace!(info, "a file part after the last key's file is not read");
                 break;
             }
@@ -339,7 +359,11 @@ impl MultipartUpload {
     /// `Content-Length` alone can prove a request too large: refuse before reading it.
     fn refuse_by_length(&self, declared: Option<u64>) -> Option<Failure> {
         let config = self.config();
-        let limit = config.request_limit(self.pending.len())?;
+        let files = match self.keyless {
+            Some(_) => config.max_files_per_request,
+            None => self.pending.len(),
+        };
+        let limit = config.request_limit(files)?;
         if declared? <= limit {
             return None;
         }
@@ -412,7 +436,13 @@ impl MultipartUpload {
                 Err(error) => return self.fail_next_key(error.into()).await,
             }
         }
-        let handle = self.pending.pop_front().expect("checked by the caller");
+        let handle = match self.pending.pop_front() {
+            Some(handle) => handle,
+            None => match self.claim_generated_key().await {
+                Ok(handle) => handle,
+                Err(failure) => return Some(failure),
+            },
+        };
         let context = Arc::clone(&self.context);
         let content_type = field.content_type();
         let ended =
@@ -422,6 +452,31 @@ impl MultipartUpload {
             };
         self.ended.push(ended.info);
         ended.failure
+    }
+
+    /// A keyless upload's next file: a fresh, unguessable key, claimed before the part's first
+    /// byte is read.
+    async fn claim_generated_key(&mut self) -> Result<UploadHandle, Failure> {
+        let config = self.config();
+        if self.ended.len() >= config.max_files_per_request {
+            return Err(Failure::parse(format_args!(
+                "the request has more than {} files",
+                config.max_files_per_request
+            ))
+            .with_http(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        let mut info = UploadInfo::new(UploadKey::generate());
+        info.cid.clone_from(&self.context.cid);
+        info.owner = self.keyless.as_ref().and_then(|keyless| keyless.owner.clone());
+        config.registry.begin(info).await.map_err(|error| {
+            trace!(warn, %error, "a generated key could not be claimed");
+            Failure::new(
+                UploadStatus::ErrorUploading,
+                FileError::FileStarting,
+                "the server cannot take more uploads now; try again later",
+            )
+            .with_http(StatusCode::SERVICE_UNAVAILABLE)
+        })
     }
 
     /// Reads a non-file form field (igUpload's `AdditionalDataFields`), bounded in count and
@@ -468,6 +523,10 @@ impl MultipartUpload {
     /// Ends the key whose part was expected next with `failure`, and answers. Once every key
     /// has its file, the failure concerns nothing stored: the request has succeeded.
     async fn fail_next(mut self, failure: Failure) -> Response<Bytes> {
+        if self.keyless.is_some() {
+            // No key was expected next: the failure concerns the request.
+            return self.answer(Some(failure)).await;
+        }
         if self.pending.is_empty() {
             trace!(info, message = %failure.message, "ignored after the last file");
             return self.answer(None).await;
@@ -511,7 +570,17 @@ impl MultipartUpload {
             }
         }
         self.context.set_fields(&self.fields);
-        upload_answer(&self.ended, self.batch, failure.as_ref())
+        let mut response = upload_answer(&self.ended, self.batch, failure.as_ref());
+        if self.keyless.is_some() {
+            // The keys the layer made, in part order, for clients that read headers only.
+            let headers = response.headers_mut();
+            for info in &self.ended {
+                if let Ok(value) = http::HeaderValue::from_str(info.key.as_str()) {
+                    headers.append(UPLOAD_KEY, value);
+                }
+            }
+        }
+        response
     }
 }
 
