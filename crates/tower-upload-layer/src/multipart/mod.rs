@@ -145,7 +145,7 @@ where
         let parsed = PartHeaders::parse(headers).map_err(Error::Parse)?;
         self.state = match after {
             BlockEnd::EmptyLine => State::Body,
-            // The headers' last CRLF began the next delimiter: an empty part.
+            // The CRLF after the headers began the next delimiter: an empty part.
             BlockEnd::Delimiter => State::AfterDelimiter,
         };
         Ok(Some(Field {
@@ -193,7 +193,7 @@ where
     /// A part's header block, without the CRLF that ends its last line, and what ends it.
     ///
     /// When the block lies in one chunk it is a slice of it; only a block that spans chunks
-    /// is copied, and then only its own bytes (plus at most a delimiter's length of
+    /// is copied, and then only its own bytes (plus at most a delimiter's length and 2 of
     /// look-ahead, dropped again).
     async fn header_block(&mut self) -> Result<(Bytes, BlockEnd), Error> {
         // The block so far, when it spans chunks; `resume` is where scanning goes on in it.
@@ -204,12 +204,18 @@ where
             if !head.is_empty() {
                 // Settle what the end of `head` left open with the start of the new chunk.
                 let base = head.len();
-                let take = self.input.len().min(self.delimiter.len());
+                let take = self.input.len().min(self.delimiter.len() + 2);
                 head.extend_from_slice(&self.input[..take]);
                 self.note_copied(take);
                 match scan_headers(&head, resume, true, &self.delimiter)? {
                     Scan::Found { end, after, next } => {
-                        self.input.advance(next - base);
+                        if next < base {
+                            // The body starts in bytes held for look-ahead (fewer than a
+                            // delimiter): they are its first bytes.
+                            self.carry.extend_from_slice(&head[next..base]);
+                        } else {
+                            self.input.advance(next - base);
+                        }
                         head.truncate(end);
                         return Ok((head.freeze(), after));
                     }
@@ -418,7 +424,8 @@ fn partial_delimiter(data: &[u8], delimiter: &[u8]) -> usize {
 enum BlockEnd {
     /// The empty line: the body follows.
     EmptyLine,
-    /// The next delimiter, whose CRLF ends the last header line: the body is empty.
+    /// The next delimiter, right after the CRLF that ends the last header line: the part is
+    /// empty.
     Delimiter,
 }
 
@@ -432,12 +439,12 @@ enum Scan {
         next: usize,
     },
     /// More bytes are needed; scanning resumes at this index (where a line end is still
-    /// open, at most a delimiter's length before the end of `data`).
+    /// open, less than a delimiter's length plus 2 before the end of `data`).
     More(usize),
 }
 
-/// Looks for the end of a part's header block in `data`, from `from`: an empty line, or a
-/// delimiter right after a line's CRLF. `starts_block` says whether `data[0]` is the block's
+/// Looks for the end of a part's header block in `data`, from `from`: a line's CRLF followed
+/// by another CRLF, which begins either the body or, at once, the next delimiter. `starts_block` says whether `data[0]` is the block's
 /// first byte. Every CR and LF on the way is checked: a bare CR or LF, which some parsers
 /// take for a line break and others do not, is refused.
 fn scan_headers(
@@ -462,24 +469,28 @@ fn scan_headers(
         if cr == 0 && starts_block {
             return Err(Error::Parse("a part has no headers".into()));
         }
+        // After a line's CRLF: another line, or a CRLF. That CRLF is the empty line before
+        // the body, or the CRLF of a delimiter that follows at once (RFC 2046:
+        // `body-part := MIME-part-headers [CRLF *OCTET]`): an empty part.
         let rest = &data[cr + 2..];
         if rest.starts_with(b"\r\n") {
-            return Ok(Scan::Found {
-                end: cr,
-                after: BlockEnd::EmptyLine,
-                next: cr + 4,
-            });
+            if rest.starts_with(delimiter) {
+                return Ok(Scan::Found {
+                    end: cr,
+                    after: BlockEnd::Delimiter,
+                    next: cr + 2 + delimiter.len(),
+                });
+            }
+            if rest.len() >= delimiter.len() || !delimiter.starts_with(rest) {
+                return Ok(Scan::Found {
+                    end: cr,
+                    after: BlockEnd::EmptyLine,
+                    next: cr + 4,
+                });
+            }
+            return Ok(Scan::More(cr));
         }
-        let tail = &data[cr..];
-        if tail.starts_with(delimiter) {
-            return Ok(Scan::Found {
-                end: cr,
-                after: BlockEnd::Delimiter,
-                next: cr + delimiter.len(),
-            });
-        }
-        let open = tail.len() < delimiter.len() && delimiter.starts_with(tail);
-        if open || rest == b"\r" {
+        if rest.is_empty() || rest == b"\r" {
             return Ok(Scan::More(cr));
         }
         at = cr + 2;
@@ -593,25 +604,38 @@ mod tests {
 
     #[tokio::test]
     async fn headers_followed_by_the_next_delimiter_make_an_empty_part() {
-        // RFC 2046: body-part := MIME-part-headers [CRLF *OCTET]; the last header's CRLF is
-        // the delimiter's, so the file is empty and the text field is the next part.
-        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"e.txt\"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\ntext\r\n--XyZ--\r\n";
+        // RFC 2046: body-part := MIME-part-headers [CRLF *OCTET]; after the last header's
+        // CRLF comes the delimiter's CRLF, not an empty line: the file is empty and the text
+        // field is the next part (the old reader stored the field's bytes as the file).
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"e.txt\"\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\ntext\r\n--XyZ--\r\n";
         assert_eq!(
             read_every_way(body).await.unwrap(),
             [part("f", Some("e.txt"), b""), part("t", None, b"text")]
         );
         // The last part, and padding after its delimiter.
-        let last = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n--XyZ \t\r\nContent-Disposition: form-data; name=\"b\"\r\n--XyZ--";
+        let last = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n--XyZ \t\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\n--XyZ--";
         assert_eq!(
             read_every_way(last).await.unwrap(),
             [part("a", None, b""), part("b", None, b"")]
         );
-        // With the empty line, the body is empty too.
+        // With an empty line as well, the body is empty too.
         let blank = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"e.txt\"\r\n\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\ntext\r\n--XyZ--\r\n";
         assert_eq!(
             read_every_way(blank).await.unwrap(),
             [part("f", Some("e.txt"), b""), part("t", None, b"text")]
         );
+        // A body that merely starts like a delimiter is data.
+        let near = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n--XyX\r\n--XyZ--";
+        assert_eq!(
+            read_every_way(near).await.unwrap(),
+            [part("a", None, b"--XyX")]
+        );
+        // Without the second CRLF the delimiter line is one more header line: refused.
+        let short = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n--XyZ--\r\n";
+        assert!(read_every_way(short).await.is_err());
+        let short = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\nx\r\n--XyZ--";
+        let error = read_every_way(short).await.unwrap_err();
+        assert!(error.contains("malformed part header"), "{error}");
     }
 
     #[tokio::test]
