@@ -61,6 +61,7 @@ enum State {
     Done,
 }
 
+/// A `multipart/form-data` body read part by part from a stream of chunks.
 pub(crate) struct Multipart<S> {
     stream: Pin<Box<S>>,
     /// `\r\n--boundary`.
@@ -92,6 +93,8 @@ impl<S> Multipart<S>
 where
     S: Stream<Item = Result<Bytes, BodyError>>,
 {
+    /// A reader of `stream` whose parts are delimited by `boundary` (as [`boundary`] gives
+    /// it, without the leading `--`).
     pub(crate) fn new(stream: S, boundary: impl AsRef<str>) -> Self {
         let mut delimiter = b"\r\n--".to_vec();
         delimiter.extend_from_slice(boundary.as_ref().as_bytes());
@@ -378,10 +381,13 @@ impl<S> Field<'_, S>
 where
     S: Stream<Item = Result<Bytes, BodyError>>,
 {
+    /// `Content-Disposition`'s `name`, the form field's name.
     pub(crate) fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 
+    /// The client's file name, as sent (`filename*` decoded, or RFC 2231 continuations
+    /// joined, or `filename`); `None` for a part that is not a file.
     pub(crate) fn file_name(&self) -> Option<&str> {
         self.file_name.as_deref()
     }
