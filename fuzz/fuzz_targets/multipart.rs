@@ -42,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
 
     let whole = __fuzz::read_multipart(vec![Bytes::copy_from_slice(body)], BOUNDARY);
     let chunked = __fuzz::read_multipart(cut(body, sizes), BOUNDARY);
-    assert_eq!(whole, chunked, "the result depends on the chunking {sizes:?}");
+    assert_eq!(
+        whole, chunked,
+        "the result depends on the chunking {sizes:?}"
+    );
     if body.len() <= 512 {
         let bytes = __fuzz::read_multipart(cut(body, &[0]), BOUNDARY);
         assert_eq!(whole, bytes, "the result depends on the chunking (bytes)");
@@ -50,10 +53,18 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(parts) = &whole {
         let stored: usize = parts.iter().map(|part| part.body.len()).sum();
-        assert!(stored <= body.len(), "{stored} body bytes from {}", body.len());
+        assert!(
+            stored <= body.len(),
+            "{stored} body bytes from {}",
+            body.len()
+        );
         for part in parts {
             assert!(part.header_len <= body.len());
-            if let Some(name) = part.file_name.as_deref().and_then(__fuzz::sanitize_file_name) {
+            if let Some(name) = part
+                .file_name
+                .as_deref()
+                .and_then(__fuzz::sanitize_file_name)
+            {
                 assert!(
                     __fuzz::is_single_normal_component(&name),
                     "{:?} -> {name:?}",
