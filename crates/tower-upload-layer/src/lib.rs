@@ -172,3 +172,73 @@ pub use tower_upload_state::UploadRegistry;
 
 /// The boxed error request bodies' errors are converted into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): the crate-private
+/// multipart reader and file-name rules. Not an API: it may change in any release.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    use bytes::Bytes;
+    use futures_util::FutureExt as _;
+
+    /// One part of a multipart body, read whole.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Part {
+        /// `Content-Disposition`'s `name`.
+        pub name: Option<String>,
+        /// The file name (`filename*`, continuations or `filename`), as sent.
+        pub file_name: Option<String>,
+        /// `Content-Type`, as sent.
+        pub content_type: Option<String>,
+        /// The size of the part's header block.
+        pub header_len: usize,
+        /// The part's body.
+        pub body: Vec<u8>,
+    }
+
+    /// Reads `chunks`, in this order, as a multipart body with `boundary`: every part, or
+    /// the first error's message.
+    ///
+    /// # Panics
+    ///
+    /// If the reader waits on the always-ready stream of `chunks` (it never should).
+    pub fn read_multipart(chunks: Vec<Bytes>, boundary: &str) -> Result<Vec<Part>, String> {
+        let stream =
+            futures_util::stream::iter(chunks.into_iter().map(Ok::<_, crate::stream::BodyError>));
+        let mut multipart = crate::multipart::Multipart::new(stream, boundary);
+        let read = async move {
+            let mut parts = Vec::new();
+            while let Some(mut field) = multipart.next_field().await.map_err(|e| e.to_string())? {
+                let mut part = Part {
+                    name: field.name().map(str::to_owned),
+                    file_name: field.file_name().map(str::to_owned),
+                    content_type: field.content_type().map(str::to_owned),
+                    header_len: field.header_len(),
+                    body: Vec::new(),
+                };
+                while let Some(chunk) = field.chunk().await.map_err(|e| e.to_string())? {
+                    part.body.extend_from_slice(&chunk);
+                }
+                parts.push(part);
+            }
+            Ok(parts)
+        };
+        read.now_or_never()
+            .expect("the reader waited on an always-ready stream")
+    }
+
+    /// The boundary of a `multipart/form-data` content type, if it has a valid one.
+    pub fn boundary(content_type: &str) -> Option<&str> {
+        crate::multipart::boundary(content_type).ok()
+    }
+
+    /// The name a client's file name is stored under, if it is usable.
+    pub fn sanitize_file_name(raw: &str) -> Option<String> {
+        crate::names::sanitize_file_name(raw).ok()
+    }
+
+    /// Whether `name` is one normal path component.
+    pub fn is_single_normal_component(name: &str) -> bool {
+        crate::names::is_single_normal_component(name)
+    }
+}

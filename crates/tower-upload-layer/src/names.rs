@@ -12,12 +12,16 @@ pub(crate) const MAX_NAME_BYTES: usize = 200;
 pub(crate) enum NameError {
     /// Nothing usable is left after removing paths and unsafe characters.
     Empty,
+    /// The result is not one plain path component (a last-line check that should never
+    /// fire: it guards the rules above, in release builds too).
+    NotOneComponent,
 }
 
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("the file name is empty or has no usable characters"),
+            Self::NotOneComponent => f.write_str("the file name is not one plain path component"),
         }
     }
 }
@@ -26,12 +30,15 @@ impl fmt::Display for NameError {
 ///
 /// - Only the last path segment counts: browsers of old sent `C:\Users\x\a.txt`, and an
 ///   attacker sends `../../etc/passwd`; both separators, `/` and `\`, split.
-/// - Control characters (NUL included) and Unicode format characters (bidi overrides such as
-///   U+202E, zero-width characters) are removed; characters Windows forbids (`<>:"|?*`) become
-///   `_`.
+/// - Control characters (NUL included) and invisible Unicode characters (bidi overrides such
+///   as U+202E, zero-width characters, line and paragraph separators, tag characters,
+///   variation selectors, Hangul fillers) are removed; characters Windows forbids
+///   (`<>:"|?*`) become `_`.
 /// - Leading and trailing dots and spaces are trimmed (`..`, `.bashrc` hidden files, Windows'
-///   trailing-dot aliasing); Windows device names (`CON`, `nul.txt`, `COM1`) get a `_` prefix.
+///   trailing-dot aliasing); Windows device names (`CON`, `nul.txt`, `COM1`, `LPT¹`) get a
+///   `_` prefix.
 /// - The name is cut to [`MAX_NAME_BYTES`], keeping its extension.
+/// - Last, the result is checked to be one normal path component, in release builds too.
 pub(crate) fn sanitize_file_name(raw: &str) -> Result<String, NameError> {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
     let mut name: String = last
@@ -52,37 +59,64 @@ pub(crate) fn sanitize_file_name(raw: &str) -> Result<String, NameError> {
     if is_windows_device_name(&name) {
         name.insert(0, '_');
     }
-    let name = truncate_keeping_extension(name, MAX_NAME_BYTES);
-    debug_assert!(is_single_normal_component(&name), "{name:?}");
-    Ok(name)
+    single_component(truncate_keeping_extension(name, MAX_NAME_BYTES))
 }
 
-/// Unicode "format" characters (category Cf) that can disguise a name: bidi controls,
-/// zero-width characters, the BOM, soft hyphen.
+/// `name` if it is one normal path component, else [`NameError::NotOneComponent`].
+fn single_component(name: String) -> Result<String, NameError> {
+    if is_single_normal_component(&name) {
+        Ok(name)
+    } else {
+        Err(NameError::NotOneComponent)
+    }
+}
+
+/// Invisible characters that can disguise a name: Unicode "format" characters (category Cf:
+/// bidi controls, zero-width characters, the BOM, soft hyphen, tag characters), the line and
+/// paragraph separators, variation selectors, and the Hangul fillers that render as blanks.
 fn is_format_char(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
             | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
             | '\u{180E}'
             | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
+            | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
+/// `CON`, `PRN`, `AUX`, `NUL`, `CONIN$`, `CONOUT$`, and `COM`/`LPT` followed by a digit or a
+/// superscript 1, 2 or 3 (Windows reserves `COM¹` too), with or without an extension.
 fn is_windows_device_name(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or(name).trim_end();
     let upper = stem.to_ascii_uppercase();
-    matches!(
+    if matches!(
         upper.as_str(),
         "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
-    ) || ((upper.starts_with("COM") || upper.starts_with("LPT"))
-        && upper.len() == 4
-        && upper.as_bytes()[3].is_ascii_digit())
+    ) {
+        return true;
+    }
+    let Some(number) = upper
+        .strip_prefix("COM")
+        .or_else(|| upper.strip_prefix("LPT"))
+    else {
+        return false;
+    };
+    let mut chars = number.chars();
+    matches!(
+        (chars.next(), chars.next()),
+        (Some('0'..='9' | '\u{B9}' | '\u{B2}' | '\u{B3}'), None)
+    )
 }
 
 fn truncate_keeping_extension(name: String, max: usize) -> String {
@@ -102,9 +136,14 @@ fn truncate_keeping_extension(name: String, max: usize) -> String {
     format!("{stem}{extension}")
 }
 
+/// Whether `name`, as a whole, is one normal path component on every platform: no
+/// separator of any of them, no NUL, and not `.` or `..` (`a/` or `a/.` would pass a
+/// component count, since paths drop trailing separators and `.`).
 pub(crate) fn is_single_normal_component(name: &str) -> bool {
     let mut components = Path::new(name).components();
-    matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none()
+    matches!(components.next(), Some(Component::Normal(first)) if first == name)
+        && components.next().is_none()
+        && !name.contains(['/', '\\', '\0'])
 }
 
 /// The `n`-th alternative of `name` for the unique-suffix policy: `a (1).txt`.
@@ -145,7 +184,7 @@ mod tests {
         for (raw, expected) in cases {
             match sanitize_file_name(raw) {
                 Ok(name) => assert_eq!(name, expected, "{raw:?}"),
-                Err(NameError::Empty) => assert_eq!(expected, "", "{raw:?}"),
+                Err(error) => assert_eq!((error, expected), (NameError::Empty, ""), "{raw:?}"),
             }
         }
     }
@@ -238,5 +277,62 @@ mod tests {
         assert_eq!(numbered("a.txt", 1), "a (1).txt");
         assert_eq!(numbered("archive.tar.gz", 2), "archive.tar (2).gz");
         assert_eq!(numbered("README", 3), "README (3)");
+    }
+
+    #[test]
+    fn removes_invisible_separators_tags_selectors_and_fillers() {
+        for (raw, expected) in [
+            ("a\u{2028}b\u{2029}.txt", "ab.txt"),
+            // Tag characters: an invisible "exe" spelled in tags.
+            (
+                "doc\u{E0001}\u{E0065}\u{E0078}\u{E0065}\u{E007F}.pdf",
+                "doc.pdf",
+            ),
+            ("a\u{FE0F}b\u{FE00}.txt", "ab.txt"),
+            ("a\u{E0100}b\u{E01EF}.txt", "ab.txt"),
+            ("\u{3164}x\u{115F}y\u{1160}z\u{FFA0}.txt", "xyz.txt"),
+        ] {
+            assert_eq!(sanitize_file_name(raw).unwrap(), expected, "{raw:?}");
+        }
+        for raw in [
+            "\u{3164}",
+            "\u{2028}.\u{2029}",
+            "\u{E0020}\u{FE0F}",
+            "\u{FFA0}\u{115F}",
+        ] {
+            assert_eq!(sanitize_file_name(raw), Err(NameError::Empty), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn superscript_digits_make_windows_device_names_too() {
+        for (raw, expected) in [
+            ("COM\u{B9}", "_COM\u{B9}"),
+            ("com\u{B2}.txt", "_com\u{B2}.txt"),
+            ("LPT\u{B3}.log", "_LPT\u{B3}.log"),
+            ("lpt\u{B9}", "_lpt\u{B9}"),
+            ("COM\u{B9}\u{B2}", "COM\u{B9}\u{B2}"),
+            ("COM\u{2074}", "COM\u{2074}"),
+        ] {
+            assert_eq!(sanitize_file_name(raw).unwrap(), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn the_final_check_refuses_anything_but_one_normal_component() {
+        for bad in [
+            "", ".", "..", "a/b", "/a", "a/", "./a", "a/.", "a\\b", "a\0",
+        ] {
+            assert_eq!(
+                single_component(bad.to_owned()),
+                Err(NameError::NotOneComponent),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(single_component("a.txt".to_owned()), Ok("a.txt".to_owned()));
+        assert_eq!(
+            NameError::NotOneComponent.to_string(),
+            "the file name is not one plain path component"
+        );
     }
 }
