@@ -19,7 +19,7 @@ async fn server() -> (TestServer, Fields) {
     let server = TestServer::start(move |layer| {
         layer.on_upload_finished(move |event: UploadFinished| {
             let record = Arc::clone(&record);
-            async move { record.lock().unwrap().extend(event.fields) }
+            async move { record.lock().unwrap().extend(event.fields.iter().cloned()) }
         })
     })
     .await;
@@ -52,6 +52,11 @@ async fn an_empty_file_part_before_a_text_field_stays_empty() {
     assert_eq!(response.json()["bytesUploaded"], 0);
     let stored = std::fs::read(server.uploads().join("empty.txt")).unwrap();
     assert_eq!(String::from_utf8_lossy(&stored), "");
+    // The `upload_finished` handlers run after the answer.
+    eventually("the upload is announced", || async {
+        !fields.lock().unwrap().is_empty()
+    })
+    .await;
     let seen: Vec<(String, String)> = fields
         .lock()
         .unwrap()
@@ -81,6 +86,10 @@ async fn an_empty_file_part_before_a_text_field_stays_empty() {
         std::fs::read(server.uploads().join("blank.txt")).unwrap(),
         b""
     );
+    eventually("the upload is announced", || async {
+        !fields.lock().unwrap().is_empty()
+    })
+    .await;
     assert_eq!(fields.lock().unwrap()[0].value, "bye");
     server.assert_no_temp_files().await;
 }
@@ -235,4 +244,26 @@ async fn invisible_characters_and_superscript_devices_are_neutralised() {
         .finish();
     let response = server.post_upload("key=n-none", &invisible).await;
     assert_eq!(response.status, 400, "{:?}", response.json());
+}
+
+/// A file whose data runs into `--BOUNDARYX` (no delimiter: the boundary is followed by
+/// neither `--` nor CRLF) is incomplete: 400, status 6 / error 4, nothing kept. Before, the
+/// file was stored and the answer was 400 with a status-2 body and an empty message.
+#[tokio::test]
+async fn a_file_that_runs_into_a_malformed_delimiter_is_refused_whole() {
+    let (server, _) = server().await;
+    let malformed = body(&format!(
+        "Content-Disposition: form-data; name=\"f\"; filename=\"cut.txt\"\r\n\r\nsome data\r\n--{BOUNDARY}X\r\n"
+    ));
+    let response = server.post_upload("key=cut", &malformed).await;
+    assert_eq!(response.status, 400, "{:?}", response.json());
+    let answer = response.json();
+    assert_eq!(codes(&answer), (6, 4));
+    assert!(answer["serverMessage"]
+        .as_str()
+        .unwrap()
+        .contains("not followed by CRLF"));
+    assert_eq!(codes(&server.status("cut").await), (6, 4));
+    assert!(server.saved_files().is_empty());
+    server.assert_no_temp_files().await;
 }

@@ -75,7 +75,10 @@ where
         Err(KeyError::Missing) => None,
         Err(error) => return key_error(&error),
     };
-    if let Some(keys) = keys.as_ref().filter(|keys| keys.len() > config.max_files_per_request) {
+    if let Some(keys) = keys
+        .as_ref()
+        .filter(|keys| keys.len() > config.max_files_per_request)
+    {
         return protocol_error(
             StatusCode::BAD_REQUEST,
             "too_many_files",
@@ -467,7 +470,10 @@ impl MultipartUpload {
         }
         let mut info = UploadInfo::new(UploadKey::generate());
         info.cid.clone_from(&self.context.cid);
-        info.owner = self.keyless.as_ref().and_then(|keyless| keyless.owner.clone());
+        info.owner = self
+            .keyless
+            .as_ref()
+            .and_then(|keyless| keyless.owner.clone());
         config.registry.begin(info).await.map_err(|error| {
             trace!(warn, %error, "a generated key could not be claimed");
             Failure::new(

@@ -56,6 +56,8 @@ enum State {
     Preamble,
     /// Just past a delimiter: `--` ends the body, CRLF starts a part.
     AfterDelimiter,
+    /// Past a delimiter line that announced a part: its headers come next.
+    PartFollows,
     /// In a part's body.
     Body,
     Done,
@@ -135,11 +137,10 @@ where
         if self.state == State::Preamble {
             self.skip_preamble().await?;
         }
-        if self.state == State::Done {
-            return Ok(None);
+        if self.state == State::AfterDelimiter {
+            self.confirm_delimiter().await?;
         }
-        if !self.boundary_line_end().await? {
-            self.state = State::Done;
+        if self.state == State::Done {
             return Ok(None);
         }
         let (block, after) = self.header_block().await?;
@@ -158,6 +159,20 @@ where
             header_len: block.len(),
             multipart: self,
         }))
+    }
+
+    /// Reads the rest of a delimiter line: a part follows, or the body ends.
+    ///
+    /// A part's body ends only once this succeeded: `\r\n--boundaryX` after a file's data
+    /// is no delimiter (RFC 2046: one is followed by `--` or padding and CRLF), so the file
+    /// is not complete and the reader says so instead of ending it.
+    async fn confirm_delimiter(&mut self) -> Result<(), Error> {
+        self.state = if self.boundary_line_end().await? {
+            State::PartFollows
+        } else {
+            State::Done
+        };
+        Ok(())
     }
 
     /// Reads what follows a delimiter: true for transport padding then CRLF (a part
@@ -402,12 +417,18 @@ where
         self.header_len
     }
 
-    /// The next piece of the body, a slice of the request's own bytes; `None` at the end.
+    /// The next piece of the body, a slice of the request's own bytes; `None` at the end,
+    /// once the delimiter line that ends the part is read whole.
     pub(crate) async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        if self.multipart.state != State::Body {
-            return Ok(None);
+        if self.multipart.state == State::Body {
+            if let Some(data) = self.multipart.body_chunk().await? {
+                return Ok(Some(data));
+            }
         }
-        self.multipart.body_chunk().await
+        if self.multipart.state == State::AfterDelimiter {
+            self.multipart.confirm_delimiter().await?;
+        }
+        Ok(None)
     }
 }
 
@@ -531,6 +552,50 @@ mod tests {
     }
 
     const BODY: &[u8] = b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--X\r\n\r\r\n--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x \\\"q\\\".bin\"\r\nContent-Type: application/octet-stream\r\n\r\nhello\r\n--XyZ--\r\n";
+
+    /// A file's data followed by `\r\n--XyZX`: no delimiter, so the part never ends well
+    /// (this failed before: the part ended at `\r\n--XyZ` and only the next part failed).
+    #[tokio::test]
+    async fn a_part_ends_only_at_a_whole_delimiter_line() {
+        const BODY: &[u8] = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\ndata\r\n--XyZX\r\n--XyZ--\r\n";
+        for split in 1..BODY.len() {
+            let stream = futures_util::stream::iter(
+                [&BODY[..split], &BODY[split..]]
+                    .into_iter()
+                    .map(|chunk| Ok::<_, BodyError>(Bytes::from_static(chunk))),
+            );
+            let mut multipart = Multipart::new(stream, "XyZ");
+            let mut field = multipart.next_field().await.unwrap().unwrap();
+            let mut data = Vec::new();
+            let end = loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => data.extend_from_slice(&chunk),
+                    other => break other,
+                }
+            };
+            assert!(
+                matches!(&end, Err(Error::Parse(message)) if message.contains("CRLF")),
+                "{split}: {end:?}"
+            );
+            assert!(data.starts_with(b"data"), "{split}");
+        }
+        // Padding and CRLF, or `--`: the part ends and the body reads on.
+        for good in [&b"  \t\r\n"[..], b"--"] {
+            let mut body =
+                b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nv\r\n--XyZ".to_vec();
+            body.extend_from_slice(good);
+            if good != b"--" {
+                body.extend_from_slice(
+                    b"Content-Disposition: form-data; name=\"g\"\r\n\r\nw\r\n--XyZ--",
+                );
+            }
+            let stream = futures_util::stream::iter([Ok::<_, BodyError>(Bytes::from(body))]);
+            let mut multipart = Multipart::new(stream, "XyZ");
+            let mut field = multipart.next_field().await.unwrap().unwrap();
+            assert_eq!(field.chunk().await.unwrap().as_deref(), Some(&b"v"[..]));
+            assert_eq!(field.chunk().await.unwrap(), None);
+        }
+    }
 
     #[tokio::test]
     async fn parses_whole_and_byte_by_byte() {
