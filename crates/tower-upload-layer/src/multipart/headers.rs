@@ -57,6 +57,17 @@ impl PartHeaders {
         if name.is_empty() || !name.bytes().all(is_tchar) {
             return Err(format!("invalid part header name {:?}", clip(name)));
         }
+        // RFC 9110 field values have no control characters but HTAB: a NUL or an ESC in a
+        // file name is refused rather than read one way here and another way elsewhere.
+        if value
+            .bytes()
+            .any(|byte| (byte < 0x20 && byte != b'\t') || byte == 0x7f)
+        {
+            return Err(format!(
+                "the part header {:?} has a control character",
+                clip(name)
+            ));
+        }
         let value = value.trim_matches(OWS);
         if name.eq_ignore_ascii_case("content-disposition") {
             let (kind, params) = value.split_once(';').unwrap_or((value, ""));
@@ -123,7 +134,7 @@ impl Disposition {
         let mut extended = None;
         // Continuation sections: number -> (percent-encoded, value).
         let mut sections = std::collections::BTreeMap::new();
-        for (key, value) in disposition_params(params) {
+        for (key, value) in disposition_params(params)? {
             let key = key.to_ascii_lowercase();
             match key.as_str() {
                 "name" => {
@@ -272,8 +283,9 @@ pub(crate) fn boundary(content_type: &str) -> Result<&str, BoundaryError> {
 
 /// The parameters after a disposition type: `name="a"; filename = "b.txt"` -> (`name`,
 /// `a`), (`filename`, `b.txt`), in order. Parameters without a value, or whose name is not a
-/// token, are skipped.
-fn disposition_params(params: &str) -> Vec<(String, String)> {
+/// token, are skipped; a quoted value that is never closed is an error (whatever follows
+/// it would be read differently by different parsers).
+fn disposition_params(params: &str) -> Result<Vec<(String, String)>, String> {
     let mut found = Vec::new();
     let mut rest = params;
     loop {
@@ -292,7 +304,7 @@ fn disposition_params(params: &str) -> Vec<(String, String)> {
         let value = if let Some(quoted) = rest.strip_prefix('"') {
             let mut value = String::new();
             let mut chars = quoted.char_indices();
-            let mut end = quoted.len();
+            let mut end = None;
             while let Some((at, c)) = chars.next() {
                 match c {
                     // Only `\"` is an escape: browsers send Windows paths (`C:\dir\a.txt`)
@@ -302,12 +314,18 @@ fn disposition_params(params: &str) -> Vec<(String, String)> {
                         value.push('"');
                     }
                     '"' => {
-                        end = at + 1;
+                        end = Some(at + 1);
                         break;
                     }
                     c => value.push(c),
                 }
             }
+            let Some(end) = end else {
+                return Err(format!(
+                    "the quoted value of the parameter {:?} is not closed",
+                    clip(key)
+                ));
+            };
             rest = &quoted[end..];
             value
         } else {
@@ -320,7 +338,7 @@ fn disposition_params(params: &str) -> Vec<(String, String)> {
             found.push((key.to_owned(), value));
         }
     }
-    found
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -368,7 +386,7 @@ mod tests {
 
     #[test]
     fn disposition_keeps_backslashes_but_unescapes_quotes() {
-        let params = disposition_params(r#"name="f"; filename="C:\dir\a \"q\".txt""#);
+        let params = disposition_params(r#"name="f"; filename="C:\dir\a \"q\".txt""#).unwrap();
         assert_eq!(
             params,
             [
@@ -376,8 +394,26 @@ mod tests {
                 ("filename".to_owned(), r#"C:\dir\a "q".txt"#.to_owned()),
             ]
         );
-        let bare = disposition_params("name=field; filename=a.txt");
+        let bare = disposition_params("name=field; filename=a.txt").unwrap();
         assert_eq!(bare[1], ("filename".to_owned(), "a.txt".to_owned()));
+    }
+
+    /// An unclosed quoted value and control characters in a header value are refused: other
+    /// parsers would read them differently (these were accepted before).
+    #[test]
+    fn unclosed_quotes_and_control_characters_are_refused() {
+        assert!(file_name(r#"form-data; name="f"; filename="a.txt"#).is_err());
+        assert!(disposition_params(r#"name="f"#).is_err());
+        for control in ["\0", "\u{1b}", "\u{7f}", "\u{8}"] {
+            let line = format!("form-data; name=\"f\"; filename=\"a{control}b.txt\"");
+            let error = file_name(&line).unwrap_err();
+            assert!(error.contains("control character"), "{control:?}: {error}");
+        }
+        // A tab is fine (RFC 9110 allows HTAB in field values).
+        assert_eq!(
+            file_name("form-data; name=\"f\"; filename=\"a\tb.txt\"").unwrap(),
+            Some("a\tb.txt".to_owned())
+        );
     }
 
     /// The file name `PartHeaders::parse` reads from one `Content-Disposition` value.
