@@ -124,3 +124,49 @@ async fn a_keyless_request_with_no_file_stores_nothing() {
     assert!(keys_of(&response).is_empty());
     assert!(server.saved_files().is_empty());
 }
+
+/// A plain HTML form: with `redirect_to`, the answer is 303 to the application's page with
+/// the outcome in the query, for success and failure alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_post_is_answered_with_see_other() {
+    let server = TestServer::start(|layer| {
+        layer
+            .redirect_to("/uploaded?from=form")
+            .max_file_size(Some(10))
+    })
+    .await;
+    let body = MultipartBody::new()
+        .file_field("doc", "note.txt", "text/plain", b"hi")
+        .finish();
+    let response = server.post_upload("", &body).await;
+    assert_eq!(response.status, 303);
+    assert!(response.body.is_empty());
+    let location = response.header("location").unwrap().to_owned();
+    let key = location
+        .strip_prefix("/uploaded?from=form&keys=")
+        .unwrap_or_else(|| panic!("{location}"));
+    assert_eq!(codes(&server.status(key).await), (2, -1));
+    assert_eq!(server.saved_files(), ["note.txt"]);
+
+    let body = MultipartBody::new()
+        .file_field("doc", "big.txt", "text/plain", &[b'x'; 100])
+        .finish();
+    let response = server.post_upload("", &body).await;
+    assert_eq!(response.status, 303);
+    let location = response.header("location").unwrap();
+    assert!(
+        location.starts_with("/uploaded?from=form&status=5&error=2&keys="),
+        "{location}"
+    );
+    // Refusals before any file keep their JSON answers.
+    let response = send(
+        server.addr,
+        "POST",
+        "/upload",
+        &[("content-type".into(), "text/plain".into())],
+        b"x",
+    )
+    .await;
+    assert_eq!(response.status, 415);
+    assert_eq!(response.json()["error"], "not_multipart");
+}

@@ -163,6 +163,8 @@ pub(crate) struct Config {
     pub(crate) orphan_age: Duration,
     pub(crate) events: Option<Arc<Events>>,
     pub(crate) sink: UploadSink,
+    /// Where a finished upload request is sent with 303 See Other instead of a JSON answer.
+    pub(crate) redirect: Option<String>,
     /// Shared by every clone of the layer and its services.
     pub(crate) limiter: Arc<Semaphore>,
     /// When the next orphan sweep is due, in milliseconds since the Unix epoch (0: now).
@@ -194,6 +196,7 @@ impl Config {
             orphan_age: DEFAULT_ORPHAN_AGE,
             events: None,
             sink: UploadSink::Disk,
+            redirect: None,
             limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_UPLOADS)),
             next_sweep: Arc::new(AtomicU64::new(0)),
         }
@@ -251,6 +254,7 @@ impl fmt::Debug for Config {
             .field("orphan_age", &self.orphan_age)
             .field("events", &self.events)
             .field("sink", &self.sink)
+            .field("redirect", &self.redirect)
             .finish_non_exhaustive()
     }
 }

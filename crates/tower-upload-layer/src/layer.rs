@@ -462,6 +462,36 @@ impl UploadLayer {
         self
     }
 
+    /// Answers every upload request that got as far as its files with `303 See Other` to
+    /// `location` instead of JSON: what a plain HTML form (no JavaScript) needs, so that the
+    /// browser shows a page of yours and a reload does not post the files again.
+    ///
+    /// The location gets the outcome in its query: `keys=K1;K2` (the keys, in part order,
+    /// for status queries) after a success; `status=S&error=E&keys=...` after a failure.
+    /// Requests refused before any file (not multipart, a bad key) keep their JSON answers.
+    ///
+    /// ```
+    /// use tower_upload_layer::UploadLayer;
+    /// use tower_upload_state::UploadRegistry;
+    ///
+    /// let layer = UploadLayer::new(UploadRegistry::new()).redirect_to("/uploaded");
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `location` is not a valid header value.
+    #[must_use]
+    pub fn redirect_to(mut self, location: impl Into<String>) -> Self {
+        let location = location.into();
+        assert!(
+            http::HeaderValue::from_str(&location).is_ok(),
+            "redirect_to needs a valid Location value"
+        );
+        self.config().redirect = Some(location);
+        self
+    }
+
     /// Where file bytes go: the disk (default), memory, or a custom [`FileSink`](crate::FileSink).
     #[must_use]
     pub fn sink(mut self, sink: UploadSink) -> Self {

@@ -576,6 +576,9 @@ impl MultipartUpload {
             }
         }
         self.context.set_fields(&self.fields);
+        if let Some(location) = &self.context.config.redirect {
+            return see_other(location, &self.ended, failure.as_ref());
+        }
         let mut response = upload_answer(&self.ended, self.batch, failure.as_ref());
         if self.keyless.is_some() {
             // The keys the layer made, in part order, for clients that read headers only.
@@ -604,6 +607,30 @@ impl Drop for MultipartUpload {
         }
         self.context.set_fields(&self.fields);
     }
+}
+
+/// `303 See Other` to `location`, with the outcome in its query.
+fn see_other(location: &str, ended: &[UploadInfo], failure: Option<&Failure>) -> Response<Bytes> {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(failure) = failure {
+        query
+            .append_pair("status", &failure.status.code().to_string())
+            .append_pair("error", &failure.error.code().to_string());
+    }
+    let keys: Vec<&str> = ended.iter().map(|info| info.key.as_str()).collect();
+    query.append_pair("keys", &keys.join(";"));
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let target = format!("{location}{separator}{}", query.finish());
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(value) = http::HeaderValue::from_str(&target) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// Feeds one file part's body through its pipeline until the part ends.
