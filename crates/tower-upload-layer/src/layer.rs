@@ -532,6 +532,14 @@ impl UploadLayer {
         self
     }
 
+    /// The same configuration as a leaf service for one route: see [`UploadService`] for when
+    /// to use it instead of the layer. The upload path ([`upload_path`](Self::upload_path)) is
+    /// not used: the router decides which requests reach the service.
+    #[must_use]
+    pub fn into_service(self) -> crate::UploadService {
+        crate::UploadService::new(self.config)
+    }
+
     /// Deletes temp files that a crash or kill left in the temp folder: older than
     /// [`orphan_age`](Self::orphan_age) and held by no live upload. Runs by itself on the
     /// first upload and then once per `orphan_age`; call it at start-up to run it sooner.

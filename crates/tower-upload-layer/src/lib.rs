@@ -142,6 +142,7 @@ mod file;
 mod front;
 mod future;
 mod layer;
+mod leaf;
 mod mime;
 mod multipart;
 mod names;
@@ -166,6 +167,7 @@ pub use events::{
 pub use failure::http_status;
 pub use future::ResponseFuture;
 pub use layer::UploadLayer;
+pub use leaf::{UploadService, UploadServiceFuture};
 pub use service::Upload;
 pub use sink::{FileSink, FileWriter, SinkFile, SinkFuture, UploadSink};
 pub use tower_upload_state::UploadRegistry;
