@@ -102,7 +102,8 @@ async fn upload_starting_sees_the_request_and_can_rename_and_refile() {
     assert_eq!(event.stored_name, "photo.jpg");
     assert_eq!(event.mime_type, "image/jpeg");
     assert_eq!(event.declared_size, Some(body.bytes.len() as u64));
-    assert_eq!(event.headers["cookie"], "session=abc");
+    assert_eq!(event.headers()["cookie"], "session=abc");
+    assert_eq!(event.request.uri.path(), "/upload");
     let fields: Vec<(&str, &str)> = event
         .fields
         .iter()
@@ -635,4 +636,55 @@ async fn the_owner_binding_hides_uploads_from_strangers() {
     assert_eq!(response.status, 409);
     assert_eq!(server.status_as("owned", &alice).await["status"], 4);
     server.assert_no_temp_files().await;
+}
+
+/// What an authentication layer in front of the upload layer put in the request's
+/// extensions reaches every event, shared (one `Arc<Parts>` per request, not a copy per
+/// event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_see_the_request_and_its_extensions() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct User(&'static str);
+    let seen: Log<(Option<User>, Option<User>, bool)> = log();
+    let registry = UploadRegistry::new();
+    let dir = tempfile::tempdir().unwrap();
+    let record = seen.clone();
+    let starting_request: Arc<Mutex<Option<Arc<http::request::Parts>>>> = Arc::default();
+    let keep = starting_request.clone();
+    let layer = tower_upload_layer::UploadLayer::new(registry.clone())
+        .upload_dir(dir.path().join("uploads"))
+        .on_upload_starting(move |event: UploadStarting| {
+            *keep.lock().unwrap() = Some(Arc::clone(&event.request));
+            async { Ok(StartOptions::new()) }
+        })
+        .on_upload_finished(move |event: UploadFinished| {
+            let record = record.clone();
+            let earlier = starting_request.lock().unwrap().clone().unwrap();
+            async move {
+                record.lock().unwrap().push((
+                    earlier.extensions.get::<User>().cloned(),
+                    event.request.extensions.get::<User>().cloned(),
+                    Arc::ptr_eq(&earlier, &event.request),
+                ));
+            }
+        });
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "home" }))
+        .layer(layer)
+        .layer(axum::middleware::from_fn(
+            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
+                request.extensions_mut().insert(User("alice"));
+                next.run(request).await
+            },
+        ));
+    let server = TestServer::serve(app, registry, dir).await;
+    let body = MultipartBody::new()
+        .file("a.txt", "text/plain", b"a")
+        .finish();
+    assert_eq!(server.post_upload("key=ext", &body).await.status, 200);
+    eventually("announced", || async { !seen.lock().unwrap().is_empty() }).await;
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        (Some(User("alice")), Some(User("alice")), true)
+    );
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use tower_upload_state::{UploadInfo, UploadKey};
 
@@ -44,8 +45,10 @@ pub struct UploadStarting {
     /// The request's `Content-Length` when the request carries one file (an upper bound of
     /// the file's size).
     pub declared_size: Option<u64>,
-    /// The request's headers (cookies, authorization...).
-    pub headers: Arc<HeaderMap>,
+    /// The request's head: method, URI, headers (cookies, authorization...) and the
+    /// extensions that layers before this one added (an authenticated user, a request id).
+    /// Shared by every event of the request, not copied.
+    pub request: Arc<Parts>,
     /// The non-file fields that came before this file part (shared by every event of the
     /// request, not copied per event).
     pub fields: Arc<Vec<FormField>>,
@@ -151,8 +154,9 @@ pub struct UploadFinishing {
     pub temp_path: Option<PathBuf>,
     /// The whole file (in-memory sink).
     pub data: Option<Bytes>,
-    /// The request's headers.
-    pub headers: Arc<HeaderMap>,
+    /// The request's head (method, URI, headers, extensions), shared by every event of the
+    /// request.
+    pub request: Arc<Parts>,
     /// The non-file fields received so far (those before the file part, for the widget).
     pub fields: Arc<Vec<FormField>>,
 }
@@ -206,8 +210,9 @@ pub struct UploadFinished {
     pub info: UploadInfo,
     /// Where the file was stored, when it was.
     pub path: Option<PathBuf>,
-    /// The request's headers.
-    pub headers: Arc<HeaderMap>,
+    /// The request's head (method, URI, headers, extensions), shared by every event of the
+    /// request.
+    pub request: Arc<Parts>,
     /// Every non-file field of the request (as far as it was read).
     pub fields: Arc<Vec<FormField>>,
 }
@@ -482,3 +487,17 @@ mod tests {
         assert!(sync_panic.uploading(chunk).await.is_err());
     }
 }
+
+macro_rules! request_headers {
+    ($($event:ty),*) => {$(
+        impl $event {
+            /// The request's headers (a shortcut for `request.headers`).
+            #[must_use]
+            pub fn headers(&self) -> &HeaderMap {
+                &self.request.headers
+            }
+        }
+    )*};
+}
+
+request_headers!(UploadStarting, UploadFinishing, UploadFinished);

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::request::Parts;
 use tower_upload_state::{
     lock_unpoisoned as lock, FileError, UploadHandle, UploadInfo, UploadStatus,
 };
@@ -51,23 +51,23 @@ pub(crate) type Fields = Arc<Vec<FormField>>;
 pub(crate) struct RequestContext {
     pub(crate) config: Arc<Config>,
     pub(crate) cid: Option<String>,
-    /// The request headers, for the event handlers (empty when there are none).
-    pub(crate) headers: Arc<HeaderMap>,
+    /// The request's head, for the event handlers (and the application in forward mode).
+    pub(crate) request: Arc<Parts>,
     announcer: Option<Announcer>,
 }
 
 impl RequestContext {
-    pub(crate) fn new(config: Arc<Config>, cid: Option<String>, headers: Arc<HeaderMap>) -> Self {
+    pub(crate) fn new(config: Arc<Config>, cid: Option<String>, request: Arc<Parts>) -> Self {
         let announcer = config.events.clone().map(|events| Announcer {
             events,
-            headers: Arc::clone(&headers),
+            request: Arc::clone(&request),
             ended: Mutex::default(),
             fields: Mutex::default(),
         });
         Self {
             config,
             cid,
-            headers,
+            request,
             announcer,
         }
     }
@@ -98,7 +98,7 @@ impl RequestContext {
 #[derive(Debug)]
 struct Announcer {
     events: Arc<Events>,
-    headers: Arc<HeaderMap>,
+    request: Arc<Parts>,
     ended: Mutex<Vec<(UploadInfo, Option<PathBuf>)>>,
     fields: Mutex<Fields>,
 }
@@ -110,13 +110,13 @@ impl Drop for Announcer {
             return;
         }
         let fields = Arc::clone(&lock(&self.fields));
-        let (events, headers) = (Arc::clone(&self.events), Arc::clone(&self.headers));
+        let (events, request) = (Arc::clone(&self.events), Arc::clone(&self.request));
         let announce = async move {
             for (info, path) in ended {
                 let event = UploadFinished {
                     info,
                     path,
-                    headers: Arc::clone(&headers),
+                    request: Arc::clone(&request),
                     fields: Arc::clone(&fields),
                 };
                 events.finished(event).await;
@@ -231,7 +231,7 @@ impl FilePart {
                 stored_name: self.stored_name.clone(),
                 mime_type: self.mime_type.clone(),
                 declared_size: handle.snapshot().size,
-                headers: Arc::clone(&context.headers),
+                request: Arc::clone(&context.request),
                 fields: Arc::clone(fields),
             };
             let options = events
@@ -391,7 +391,7 @@ impl FilePart {
                 size: self.received,
                 temp_path,
                 data,
-                headers: Arc::clone(&self.context.headers),
+                request: Arc::clone(&self.context.request),
                 fields: Arc::clone(fields),
             };
             let options = match events.finishing(event).await {

@@ -49,7 +49,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let query = match UploadQuery::parse(parts.uri.query().unwrap_or("")) {
         Ok(query) => query,
         Err(error) => return protocol_error(StatusCode::BAD_REQUEST, "bad_query", error),
@@ -128,12 +128,9 @@ where
         None => Ok(owner),
     };
     sweep_when_due(&config);
-    // Only event handlers read the headers: hand them over instead of copying them.
-    let headers = match config.events {
-        Some(_) => Arc::new(std::mem::take(&mut parts.headers)),
-        None => Arc::default(),
-    };
-    let context = RequestContext::new(config, cid.clone(), headers);
+    #[cfg(feature = "tracing")]
+    let keys_field = query.key.as_deref().unwrap_or_default().to_owned();
+    let context = RequestContext::new(config, cid.clone(), Arc::new(parts));
     let upload = match keyless {
         Err(handles) => MultipartUpload::new(context, handles, None),
         Ok(owner) => MultipartUpload::new(context, Vec::new(), Some(Keyless { owner })),
@@ -144,7 +141,7 @@ where
         run,
         tracing::info_span!(
             "upload",
-            keys = query.key.as_deref().unwrap_or_default(),
+            keys = keys_field,
             cid = cid.as_deref().unwrap_or_default(),
             declared_size = declared,
             file_name = tracing::field::Empty,
