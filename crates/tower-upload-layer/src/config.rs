@@ -139,6 +139,13 @@ impl<S: AsRef<str>> FromIterator<S> for MimeFilter {
     }
 }
 
+/// How results are forwarded to the application.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Forwarding {
+    /// The layer answers failed requests itself; the application sees successes only.
+    pub(crate) answer_refusals: bool,
+}
+
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) registry: UploadRegistry,
@@ -165,6 +172,8 @@ pub(crate) struct Config {
     pub(crate) sink: UploadSink,
     /// Where a finished upload request is sent with 303 See Other instead of a JSON answer.
     pub(crate) redirect: Option<String>,
+    /// `Some` in forward mode: the inner service answers from the results.
+    pub(crate) forward: Option<Forwarding>,
     /// Shared by every clone of the layer and its services.
     pub(crate) limiter: Arc<Semaphore>,
     /// When the next orphan sweep is due, in milliseconds since the Unix epoch (0: now).
@@ -197,6 +206,7 @@ impl Config {
             events: None,
             sink: UploadSink::Disk,
             redirect: None,
+            forward: None,
             limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_UPLOADS)),
             next_sweep: Arc::new(AtomicU64::new(0)),
         }
@@ -255,6 +265,7 @@ impl fmt::Debug for Config {
             .field("events", &self.events)
             .field("sink", &self.sink)
             .field("redirect", &self.redirect)
+            .field("forward", &self.forward)
             .finish_non_exhaustive()
     }
 }

@@ -79,3 +79,68 @@ impl<F> fmt::Debug for ResponseFuture<F> {
             .finish()
     }
 }
+
+/// The upload and the application's answer to it, in forward mode.
+type ForwardedUpload<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`Upload`](crate::Upload) in forward mode.
+    ///
+    /// For requests the layer does not intercept it is the inner future, polled in place.
+    pub struct ForwardFuture<F, B, E> {
+        #[pin]
+        kind: ForwardKind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = ForwardKindProj]
+    enum ForwardKind<F, B, E> {
+        Inner { #[pin] future: F },
+        Upload { future: ForwardedUpload<B, E> },
+    }
+}
+
+impl<F, B, E> ForwardFuture<F, B, E> {
+    pub(crate) fn inner(future: F) -> Self {
+        Self {
+            kind: ForwardKind::Inner { future },
+        }
+    }
+
+    pub(crate) fn upload(future: ForwardedUpload<B, E>) -> Self {
+        Self {
+            kind: ForwardKind::Upload { future },
+        }
+    }
+}
+
+impl<F, B, E> Future for ForwardFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            ForwardKindProj::Inner { future } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+            }
+            ForwardKindProj::Upload { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, B, E> fmt::Debug for ForwardFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            ForwardKind::Inner { .. } => "Inner",
+            ForwardKind::Upload { .. } => "Upload",
+        };
+        f.debug_struct("ForwardFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}

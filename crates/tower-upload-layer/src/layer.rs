@@ -1,6 +1,8 @@
 //! [`UploadLayer`]: configuration and the tower `Layer`.
 
+use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use tower_upload_state::UploadRegistry;
 
 use std::future::Future;
 
-use crate::config::{Config, MimeFilter, OverwritePolicy};
+use crate::config::{Config, Forwarding, MimeFilter, OverwritePolicy};
 use crate::events::{
     EventError, Events, FileChunk, FinishOptions, StartOptions, UploadFinished, UploadFinishing,
     UploadStarting,
@@ -42,9 +44,26 @@ use crate::Upload;
 ///     .idle_timeout(Some(Duration::from_secs(60)));
 /// # let _ = layer;
 /// ```
-#[derive(Clone, Debug)]
-pub struct UploadLayer {
+pub struct UploadLayer<M = Answer> {
     config: Arc<Config>,
+    mode: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for UploadLayer<M> {
+    fn clone(&self) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for UploadLayer<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadLayer")
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl UploadLayer {
@@ -71,9 +90,72 @@ impl UploadLayer {
     pub fn new(registry: UploadRegistry) -> Self {
         Self {
             config: Arc::new(Config::new(registry)),
+            mode: PhantomData,
         }
     }
 
+    /// Forward mode: after the files of an upload request are stored (or refused), the layer
+    /// calls the inner service with the request (its body consumed, an empty one in its place)
+    /// and an [`UploadedFiles`](crate::UploadedFiles) request extension; the inner handler
+    /// writes the answer. With the `axum` feature, `UploadedFiles` is an extractor.
+    ///
+    /// Requests refused before any file (not multipart, a bad key, a key in use, too many
+    /// uploads at once) are still answered by the layer. Refused files reach the handler too,
+    /// marked, with the request's [`failure`](crate::UploadedFiles::failure); see
+    /// [`answer_refusals`](UploadLayer::answer_refusals) to keep the layer's own error
+    /// answers.
+    ///
+    /// The inner service is cloned per upload request and called when the upload is over;
+    /// the request body type must be [`Default`] (axum's `Body`, http-body-util's bodies).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::{routing::post, Extension, Router};
+    /// use tower_upload_layer::{UploadLayer, UploadedFiles};
+    /// use tower_upload_state::UploadRegistry;
+    ///
+    /// // With the `axum` feature, `files: UploadedFiles` is an extractor of its own.
+    /// async fn uploaded(Extension(files): Extension<UploadedFiles>) -> String {
+    ///     format!("{} file(s) stored", files.stored().count())
+    /// }
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/upload", post(uploaded))
+    ///     .layer(UploadLayer::new(UploadRegistry::new()).forward());
+    /// # let _ = app;
+    /// ```
+    #[must_use]
+    pub fn forward(mut self) -> UploadLayer<Forward> {
+        self.config().forward = Some(Forwarding::default());
+        UploadLayer {
+            config: self.config,
+            mode: PhantomData,
+        }
+    }
+
+    /// The same configuration as a leaf service for one route: see [`UploadService`] for when
+    /// to use it instead of the layer. The upload path ([`upload_path`](Self::upload_path)) is
+    /// not used: the router decides which requests reach the service.
+    #[must_use]
+    pub fn into_service(self) -> crate::UploadService {
+        crate::UploadService::new(self.config)
+    }
+}
+
+impl UploadLayer<Forward> {
+    /// In forward mode, answer failed upload requests with the layer's own JSON answers (as
+    /// without forward mode) and forward successes only.
+    #[must_use]
+    pub fn answer_refusals(mut self, answer: bool) -> Self {
+        if let Some(forward) = self.config().forward.as_mut() {
+            forward.answer_refusals = answer;
+        }
+        self
+    }
+}
+
+impl<M> UploadLayer<M> {
     fn config(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
     }
@@ -532,14 +614,6 @@ impl UploadLayer {
         self
     }
 
-    /// The same configuration as a leaf service for one route: see [`UploadService`] for when
-    /// to use it instead of the layer. The upload path ([`upload_path`](Self::upload_path)) is
-    /// not used: the router decides which requests reach the service.
-    #[must_use]
-    pub fn into_service(self) -> crate::UploadService {
-        crate::UploadService::new(self.config)
-    }
-
     /// Deletes temp files that a crash or kill left in the temp folder: older than
     /// [`orphan_age`](Self::orphan_age) and held by no live upload. Runs by itself on the
     /// first upload and then once per `orphan_age`; call it at start-up to run it sooner.
@@ -559,10 +633,24 @@ impl UploadLayer {
     }
 }
 
-impl<S> Layer<S> for UploadLayer {
-    type Service = Upload<S>;
+impl<S, M> Layer<S> for UploadLayer<M> {
+    type Service = Upload<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Upload::from_config(inner, Arc::clone(&self.config))
     }
 }
+
+/// Whether the layer answers upload requests itself or forwards their results.
+pub mod mode {
+    /// The layer answers every upload request itself (the default).
+    #[derive(Debug)]
+    pub enum Answer {}
+
+    /// The layer forwards each upload request's results to the inner service
+    /// ([`UploadLayer::forward`](crate::UploadLayer::forward)).
+    #[derive(Debug)]
+    pub enum Forward {}
+}
+
+use mode::{Answer, Forward};

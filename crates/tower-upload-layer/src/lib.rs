@@ -147,6 +147,7 @@ mod mime;
 mod multipart;
 mod names;
 mod pipeline;
+mod results;
 mod service;
 mod sink;
 mod sniff;
@@ -165,9 +166,12 @@ pub use events::{
     UploadStarting,
 };
 pub use failure::http_status;
-pub use future::ResponseFuture;
-pub use layer::UploadLayer;
+pub use future::{ForwardFuture, ResponseFuture};
+pub use layer::{mode, UploadLayer};
 pub use leaf::{UploadService, UploadServiceFuture};
+#[cfg(feature = "axum")]
+pub use results::MissingUploadedFiles;
+pub use results::{RequestFailure, Stored, UploadedFile, UploadedFiles};
 pub use service::Upload;
 pub use sink::{FileSink, FileWriter, SinkFile, SinkFuture, UploadSink};
 pub use tower_upload_state::UploadRegistry;

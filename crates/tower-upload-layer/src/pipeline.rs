@@ -38,6 +38,7 @@ use crate::failure::Failure;
 use crate::file::{persist, PersistError, StoreOptions};
 use crate::mime::essence;
 use crate::names::sanitize_file_name;
+use crate::results::{Stored, UploadedFile};
 use crate::sink::{Received, SinkFile, UploadSink, Writer};
 use crate::sniff::{content_allowed, sniff, SNIFF_LEN};
 use crate::trace::trace;
@@ -128,12 +129,24 @@ impl Drop for Announcer {
     }
 }
 
-/// How a file part ended: its final record, where it was stored, and the failure if it
-/// failed.
+/// How a file part ended: its final record, what the application learns of it, and the
+/// failure if it failed.
 #[derive(Debug)]
 pub(crate) struct Ended {
     pub(crate) info: UploadInfo,
+    pub(crate) file: UploadedFile,
     pub(crate) failure: Option<Failure>,
+}
+
+/// What a front-end knows of a file part when it starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PartHead<'a> {
+    /// The form field's name.
+    pub(crate) field_name: Option<&'a str>,
+    /// The client's file name.
+    pub(crate) file_name: &'a str,
+    /// The declared `Content-Type`.
+    pub(crate) content_type: Option<&'a str>,
 }
 
 /// The most bytes of a client's file name the registry keeps.
@@ -146,6 +159,7 @@ pub(crate) struct FilePart {
     handle: Option<UploadHandle>,
     /// `None` until the sink's writer is open, and after it finished.
     writer: Option<Writer>,
+    field_name: Option<String>,
     raw_name: String,
     stored_name: String,
     folder: PathBuf,
@@ -155,6 +169,8 @@ pub(crate) struct FilePart {
     received: u64,
     /// The first bytes, while they are still needed to check the content's type.
     head: Option<Vec<u8>>,
+    /// The type the first bytes showed.
+    sniffed: Option<&'static str>,
 }
 
 impl FilePart {
@@ -163,10 +179,14 @@ impl FilePart {
     pub(crate) async fn start(
         context: Arc<RequestContext>,
         handle: UploadHandle,
-        file_name: &str,
-        content_type: Option<&str>,
+        part: PartHead<'_>,
         fields: &Fields,
     ) -> Result<Self, Ended> {
+        let PartHead {
+            field_name,
+            file_name,
+            content_type,
+        } = part;
         let config = &context.config;
         let limit = match (&config.sink, config.max_file_size) {
             (UploadSink::Memory { max_bytes }, Some(limit)) => Some(limit.min(*max_bytes)),
@@ -180,6 +200,7 @@ impl FilePart {
         let mut part = Self {
             handle: Some(handle),
             writer: None,
+            field_name: field_name.map(str::to_owned),
             raw_name: file_name.to_owned(),
             stored_name: String::new(),
             folder,
@@ -187,6 +208,7 @@ impl FilePart {
             limit,
             received: 0,
             head: sniffing.then(|| Vec::with_capacity(SNIFF_LEN)),
+            sniffed: None,
             context,
         };
         match part.open(fields).await {
@@ -332,6 +354,7 @@ impl FilePart {
         };
         let config = &self.context.config;
         let sniffed = sniff(&head);
+        self.sniffed = sniffed;
         if content_allowed(&config.allowed_mime_types, &self.mime_type, sniffed) {
             return Ok(());
         }
@@ -348,15 +371,21 @@ impl FilePart {
     /// All bytes are in: status 9, `upload_finishing`, the final name, status 2.
     pub(crate) async fn finish(mut self, fields: &Fields) -> Ended {
         match self.store(fields).await {
-            Ok(path) => {
+            Ok(stored) => {
                 let handle = self.handle.take().expect("live until it ends");
                 let info = handle
                     .finish(UploadStatus::Finished, FileError::None, None)
                     .await;
+                let path = match &stored {
+                    Stored::Path(path) => Some(path.clone()),
+                    _ => None,
+                };
                 trace!(info, key = %info.key, bytes = info.bytes_uploaded, path = ?path, "upload finished");
                 self.context.ended(&info, path);
+                let file = self.uploaded_file(&info, stored);
                 Ended {
                     info,
+                    file,
                     failure: None,
                 }
             }
@@ -364,7 +393,18 @@ impl FilePart {
         }
     }
 
-    async fn store(&mut self, fields: &Fields) -> Result<Option<PathBuf>, Failure> {
+    /// What the application learns of this file, once it ended with `info`.
+    fn uploaded_file(&mut self, info: &UploadInfo, stored: Stored) -> UploadedFile {
+        let mut file = UploadedFile::from_info(info);
+        file.field_name = self.field_name.take();
+        file.file_name = Some(std::mem::take(&mut self.raw_name));
+        file.declared_type = Some(std::mem::take(&mut self.mime_type));
+        file.sniffed_type = self.sniffed;
+        file.stored = stored;
+        file
+    }
+
+    async fn store(&mut self, fields: &Fields) -> Result<Stored, Failure> {
         self.check_content()?;
         let writer = self.writer.take().expect("open until finished");
         let received = writer
@@ -411,9 +451,10 @@ impl FilePart {
             Received::Disk(file) => {
                 // The handler moved or deleted it; deleting what may be left is harmless.
                 crate::file::discard(file);
-                return Ok(None);
+                return Ok(Stored::Taken);
             }
-            Received::Memory(_) | Received::Custom(..) => return Ok(None),
+            Received::Memory(data) => return Ok(Stored::Memory(data)),
+            Received::Custom(_, file) => return Ok(Stored::Sink(file.name)),
         };
         let config = &self.context.config;
         let options = StoreOptions {
@@ -426,7 +467,7 @@ impl FilePart {
         let name = std::mem::take(&mut self.stored_name);
         persist(file, folder, name, options)
             .await
-            .map(Some)
+            .map(Stored::Path)
             .map_err(|error| match error {
                 PersistError::Exists(path) => Failure::new(
                     UploadStatus::ErrorUploading,
@@ -465,8 +506,10 @@ impl FilePart {
         let handle = self.handle.take().expect("live until it ends");
         let info = end_with(handle, &failure).await;
         self.context.ended(&info, None);
+        let file = self.uploaded_file(&info, Stored::Nowhere);
         Ended {
             info,
+            file,
             failure: Some(failure),
         }
     }

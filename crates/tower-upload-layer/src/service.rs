@@ -1,5 +1,7 @@
 //! [`Upload`]: the middleware service.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -10,34 +12,62 @@ use tower_service::Service;
 use tower_upload_state::UploadRegistry;
 
 use crate::config::Config;
+use crate::front::multipart::Processed;
+use crate::future::ForwardFuture;
+use crate::layer::mode::{Answer, Forward};
 use crate::{front, BoxError, ResponseBody, ResponseFuture, UploadLayer};
 
 /// Middleware that takes the file uploads out of a request stream: every `POST` to the upload
 /// path is answered by this service, everything else goes to the inner service untouched.
 ///
 /// See [`UploadLayer`] for the configuration and the crate docs for the protocol.
-#[derive(Clone, Debug)]
-pub struct Upload<S> {
+///
+/// In [forward mode](UploadLayer::forward) (`M` = [`Forward`]) the inner service answers
+/// upload requests too, from their [`UploadedFiles`](crate::UploadedFiles).
+pub struct Upload<S, M = Answer> {
     inner: S,
     config: Arc<Config>,
+    mode: PhantomData<fn() -> M>,
+}
+
+impl<S: Clone, M> Clone for Upload<S, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<S: fmt::Debug, M> fmt::Debug for Upload<S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upload")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl<S> Upload<S> {
     /// Wraps `inner` with the default configuration and `registry`.
     pub fn new(inner: S, registry: UploadRegistry) -> Self {
-        Self {
-            inner,
-            config: Arc::new(Config::new(registry)),
-        }
-    }
-
-    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
-        Self { inner, config }
+        Self::from_config(inner, Arc::new(Config::new(registry)))
     }
 
     /// An [`UploadLayer`] with the default configuration and `registry`.
     pub fn layer(registry: UploadRegistry) -> UploadLayer {
         UploadLayer::new(registry)
+    }
+}
+
+impl<S, M> Upload<S, M> {
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self {
+            inner,
+            config,
+            mode: PhantomData,
+        }
     }
 
     /// The inner service.
@@ -61,7 +91,7 @@ impl<S> Upload<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Upload<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Upload<S, Answer>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ReqBody: Body<Data = Bytes> + Send + 'static,
@@ -83,5 +113,46 @@ where
         } else {
             ResponseFuture::inner(self.inner.call(request))
         }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Upload<S, Forward>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    ReqBody: Body<Data = Bytes> + Default + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ForwardFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if !self.intercepts(&request) {
+            return ForwardFuture::inner(self.inner.call(request));
+        }
+        // The service that was polled ready goes with the upload; a clone takes its place
+        // (tower's guide: "cloning the inner service").
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = Arc::clone(&self.config);
+        ForwardFuture::upload(Box::pin(async move {
+            match front::multipart::process(config, request).await {
+                Processed::Answer(answer) => Ok(answer.map(ResponseBody::answer)),
+                Processed::Uploaded { request, files } => {
+                    let parts = Arc::try_unwrap(request).unwrap_or_else(|shared| (*shared).clone());
+                    let mut request = Request::from_parts(parts, ReqBody::default());
+                    request.extensions_mut().insert(files);
+                    let response = inner.call(request).await?;
+                    Ok(response.map(ResponseBody::inner))
+                }
+            }
+        }))
     }
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::Stream;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use tower_upload_state::{
@@ -34,7 +35,8 @@ use crate::failure::Failure;
 use crate::file::blocking;
 use crate::front::sweep_when_due;
 use crate::multipart::{boundary, BoundaryError, Field, Multipart};
-use crate::pipeline::{end_with, Ended, Fields, FilePart, RequestContext};
+use crate::pipeline::{end_with, Ended, Fields, FilePart, PartHead, RequestContext};
+use crate::results::{RequestFailure, UploadedFile, UploadedFiles};
 use crate::sink::UploadSink;
 use crate::stream::{BodyError, BodyStream, Gauge, Pace};
 use crate::trace::trace;
@@ -43,97 +45,60 @@ use crate::BoxError;
 /// The response header that names each generated key of a keyless upload, in part order.
 const UPLOAD_KEY: http::HeaderName = http::HeaderName::from_static("upload-key");
 
+/// What a multipart upload request turned into.
+pub(crate) enum Processed {
+    /// The layer's own answer, the only one: the request was refused before its files, or
+    /// results are not forwarded.
+    Answer(Response<Bytes>),
+    /// The files were read (forward mode): the request's head and what it brought, for the
+    /// application; `answer` is what the layer itself would say.
+    Uploaded {
+        request: Arc<Parts>,
+        files: UploadedFiles,
+    },
+}
+
 /// Answers one request to the upload path. Never fails: every outcome is an HTTP answer.
 pub(crate) async fn handle<B>(config: Arc<Config>, request: Request<B>) -> Response<Bytes>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    match process(config, request).await {
+        Processed::Answer(answer) => answer,
+        Processed::Uploaded { .. } => unreachable!("results are forwarded only in forward mode"),
+    }
+}
+
+/// Runs one request to the upload path: the layer's answer, or (in forward mode) the results
+/// for the application.
+pub(crate) async fn process<B>(config: Arc<Config>, request: Request<B>) -> Processed
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (parts, body) = request.into_parts();
-    let query = match UploadQuery::parse(parts.uri.query().unwrap_or("")) {
-        Ok(query) => query,
-        Err(error) => return protocol_error(StatusCode::BAD_REQUEST, "bad_query", error),
+    let started = match begin(&config, &parts).await {
+        Ok(started) => started,
+        Err(answer) => return Processed::Answer(answer),
     };
-    match query.command() {
-        Ok(None) => {}
-        Ok(Some(Command::FileSize)) => return record_file_size(&config, &query, &parts).await,
-        Ok(Some(command)) => {
-            return protocol_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_command",
-                format_args!(
-                    "`command={}` is answered by the status service, not the upload URL",
-                    command.as_str()
-                ),
-            )
-        }
-        Err(error) => return protocol_error(StatusCode::BAD_REQUEST, "unknown_command", error),
-    }
-    // No `key`: a keyless upload (curl, an HTML form); the layer makes a key per file.
-    let keys = match query.keys() {
-        Ok(keys) => Some(keys),
-        Err(KeyError::Missing) => None,
-        Err(error) => return key_error(&error),
-    };
-    if let Some(keys) = keys
-        .as_ref()
-        .filter(|keys| keys.len() > config.max_files_per_request)
-    {
-        return protocol_error(
-            StatusCode::BAD_REQUEST,
-            "too_many_files",
-            format_args!(
-                "the request names {} keys; at most {} files are allowed per request",
-                keys.len(),
-                config.max_files_per_request
-            ),
-        );
-    }
-    let boundary = match multipart_boundary(&parts.headers) {
-        Ok(boundary) => boundary,
-        Err(BoundaryError::NotMultipart) => {
-            return protocol_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "not_multipart",
-                "an upload must be a multipart/form-data body with a boundary",
-            )
-        }
-        Err(BoundaryError::Invalid) => {
-            return protocol_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_boundary",
-                "the multipart/form-data boundary is missing or invalid (RFC 2046: 1 to 70 \
-                 characters)",
-            )
-        }
-    };
-    let Ok(_permit) = Arc::clone(&config.limiter).try_acquire_owned() else {
-        return protocol_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_uploads",
-            format_args!(
-                "the server is receiving its maximum of {} uploads; try again later",
-                config.max_concurrent_uploads
-            ),
-        );
-    };
-    let declared = content_length(&parts.headers);
-    let cid = query.cid.as_deref().map(str::to_owned);
-    let owner = config.registry.owner_of(&parts);
-    let keyless = match keys {
-        Some(keys) => match claim(&config, keys, cid.as_deref(), owner.clone(), declared).await {
-            Ok(handles) => Err(handles),
-            Err(answer) => return answer,
-        },
-        None => Ok(owner),
-    };
-    sweep_when_due(&config);
     #[cfg(feature = "tracing")]
-    let keys_field = query.key.as_deref().unwrap_or_default().to_owned();
+    let keys = started.keys.clone();
+    let Begun {
+        boundary,
+        permit,
+        declared,
+        cid,
+        claimed,
+        ..
+    } = started;
+    sweep_when_due(&config);
     let context = RequestContext::new(config, cid.clone(), Arc::new(parts));
-    let upload = match keyless {
-        Err(handles) => MultipartUpload::new(context, handles, None),
-        Ok(owner) => MultipartUpload::new(context, Vec::new(), Some(Keyless { owner })),
+    let upload = match claimed {
+        Claimed::Keys(handles) => MultipartUpload::new(context, handles, None),
+        Claimed::Keyless(owner) => {
+            MultipartUpload::new(context, Vec::new(), Some(Keyless { owner }))
+        }
     };
     let run = upload.run(body, boundary, declared);
     #[cfg(feature = "tracing")]
@@ -141,13 +106,130 @@ where
         run,
         tracing::info_span!(
             "upload",
-            keys = keys_field,
+            keys,
             cid = cid.as_deref().unwrap_or_default(),
             declared_size = declared,
             file_name = tracing::field::Empty,
         ),
     );
-    run.await
+    let processed = run.await;
+    drop(permit);
+    processed
+}
+
+/// What the checks before the body leave for the upload.
+struct Begun {
+    boundary: String,
+    /// One of `max_concurrent_uploads`, held until the upload ends.
+    permit: tokio::sync::OwnedSemaphorePermit,
+    declared: Option<u64>,
+    cid: Option<String>,
+    claimed: Claimed,
+    /// The `key` parameter as sent, for the tracing span.
+    #[cfg(feature = "tracing")]
+    keys: String,
+}
+
+/// The keys of an upload request, claimed before its body is read.
+enum Claimed {
+    /// The request's own keys, in order.
+    Keys(Vec<UploadHandle>),
+    /// No keys: each file gets one as it starts, for this owner.
+    Keyless(Option<String>),
+}
+
+/// The checks before the body: the query, the command, the keys, the content type, a
+/// concurrency permit, and the keys' claims. `Err` is the layer's answer.
+async fn begin(config: &Config, parts: &Parts) -> Result<Begun, Response<Bytes>> {
+    let query = match UploadQuery::parse(parts.uri.query().unwrap_or("")) {
+        Ok(query) => query,
+        Err(error) => return Err(protocol_error(StatusCode::BAD_REQUEST, "bad_query", error)),
+    };
+    match query.command() {
+        Ok(None) => {}
+        Ok(Some(Command::FileSize)) => return Err(record_file_size(config, &query, parts).await),
+        Ok(Some(command)) => {
+            return Err(protocol_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_command",
+                format_args!(
+                    "`command={}` is answered by the status service, not the upload URL",
+                    command.as_str()
+                ),
+            ))
+        }
+        Err(error) => {
+            return Err(protocol_error(
+                StatusCode::BAD_REQUEST,
+                "unknown_command",
+                error,
+            ))
+        }
+    }
+    // No `key`: a keyless upload (curl, an HTML form); the layer makes a key per file.
+    let keys = match query.keys() {
+        Ok(keys) => Some(keys),
+        Err(KeyError::Missing) => None,
+        Err(error) => return Err(key_error(&error)),
+    };
+    if let Some(keys) = keys
+        .as_ref()
+        .filter(|keys| keys.len() > config.max_files_per_request)
+    {
+        return Err(protocol_error(
+            StatusCode::BAD_REQUEST,
+            "too_many_files",
+            format_args!(
+                "the request names {} keys; at most {} files are allowed per request",
+                keys.len(),
+                config.max_files_per_request
+            ),
+        ));
+    }
+    let boundary = match multipart_boundary(&parts.headers) {
+        Ok(boundary) => boundary,
+        Err(BoundaryError::NotMultipart) => {
+            return Err(protocol_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_multipart",
+                "an upload must be a multipart/form-data body with a boundary",
+            ))
+        }
+        Err(BoundaryError::Invalid) => {
+            return Err(protocol_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_boundary",
+                "the multipart/form-data boundary is missing or invalid (RFC 2046: 1 to 70 \
+                 characters)",
+            ))
+        }
+    };
+    let Ok(permit) = Arc::clone(&config.limiter).try_acquire_owned() else {
+        return Err(protocol_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_uploads",
+            format_args!(
+                "the server is receiving its maximum of {} uploads; try again later",
+                config.max_concurrent_uploads
+            ),
+        ));
+    };
+    let declared = content_length(&parts.headers);
+    let cid = query.cid.as_deref().map(str::to_owned);
+    let owner = config.registry.owner_of(parts);
+    let claimed = match keys {
+        Some(keys) => Claimed::Keys(claim(config, keys, cid.as_deref(), owner, declared).await?),
+        None => Claimed::Keyless(owner),
+    };
+    Ok(Begun {
+        boundary,
+        permit,
+        declared,
+        cid,
+        claimed,
+        #[cfg(feature = "tracing")]
+        keys: query.key.as_deref().unwrap_or_default().to_owned(),
+    })
 }
 
 /// The widget's iframe transport posts `command=fileSize` first: keep the size, not the body.
@@ -281,15 +363,19 @@ struct MultipartUpload {
     batch: bool,
     /// `Some` for a keyless upload: each file part gets a key of its own when it starts.
     keyless: Option<Keyless>,
+    /// In forward mode: what the application learns of each file, in key order.
+    files: Option<Vec<UploadedFile>>,
 }
 
 impl MultipartUpload {
     fn new(context: RequestContext, handles: Vec<UploadHandle>, keyless: Option<Keyless>) -> Self {
+        let forward = context.config.forward.is_some();
         Self {
             context: Arc::new(context),
             ended: Vec::with_capacity(handles.len()),
             batch: handles.len() > 1 || keyless.is_some(),
             keyless,
+            files: forward.then(|| Vec::with_capacity(handles.len())),
             pending: handles.into(),
             fields: Fields::default(),
             field_count: 0,
@@ -300,7 +386,7 @@ impl MultipartUpload {
         &self.context.config
     }
 
-    async fn run<B>(mut self, body: B, boundary: String, declared: Option<u64>) -> Response<Bytes>
+    async fn run<B>(mut self, body: B, boundary: String, declared: Option<u64>) -> Processed
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -444,14 +530,26 @@ impl MultipartUpload {
             },
         };
         let context = Arc::clone(&self.context);
-        let content_type = field.content_type();
-        let ended =
-            match FilePart::start(context, handle, file_name, content_type, &self.fields).await {
-                Ok(part) => stream_part(part, field, first, &self.fields).await,
-                Err(ended) => ended,
-            };
-        self.ended.push(ended.info);
+        let head = PartHead {
+            field_name: field.name(),
+            file_name,
+            content_type: field.content_type(),
+        };
+        let ended = match FilePart::start(context, handle, head, &self.fields).await {
+            Ok(part) => stream_part(part, field, first, &self.fields).await,
+            Err(ended) => ended,
+        };
+        self.record(ended.info, ended.file);
         ended.failure
+    }
+
+    /// Keeps the final record of a key that ended (and, in forward mode, what the
+    /// application learns of its file).
+    fn record(&mut self, info: UploadInfo, file: UploadedFile) {
+        if let Some(files) = self.files.as_mut() {
+            files.push(file);
+        }
+        self.ended.push(info);
     }
 
     /// A keyless upload's next file: a fresh, unguessable key, claimed before the part's first
@@ -473,6 +571,8 @@ impl MultipartUpload {
             .and_then(|keyless| keyless.owner.clone());
         config.registry.begin(info).await.map_err(|error| {
             trace!(warn, %error, "a generated key could not be claimed");
+            #[cfg(not(feature = "tracing"))]
+            let _ = error;
             Failure::new(
                 UploadStatus::ErrorUploading,
                 FileError::FileStarting,
@@ -483,7 +583,7 @@ impl MultipartUpload {
     }
 
     /// Reads a non-file form field (igUpload's `AdditionalDataFields`), bounded in count and
-    /// size; its value is kept only when event handlers can read it.
+    /// size; its value is kept only when event handlers or the application can read it.
     async fn receive_field<S>(&mut self, mut field: Field<'_, S>) -> Result<(), Failure>
     where
         S: Stream<Item = Result<Bytes, BodyError>>,
@@ -497,7 +597,8 @@ impl MultipartUpload {
             .with_http(StatusCode::PAYLOAD_TOO_LARGE));
         }
         self.field_count += 1;
-        let keep = self.context.events().is_some();
+        // Kept for whoever reads them: event handlers, or the application in forward mode.
+        let keep = self.context.events().is_some() || self.files.is_some();
         let name = field.name().unwrap_or_default().to_owned();
         let mut value = Vec::new();
         let mut size = 0;
@@ -525,7 +626,7 @@ impl MultipartUpload {
 
     /// Ends the key whose part was expected next with `failure`, and answers. Once every key
     /// has its file, the failure concerns nothing stored: the request has succeeded.
-    async fn fail_next(mut self, failure: Failure) -> Response<Bytes> {
+    async fn fail_next(mut self, failure: Failure) -> Processed {
         if self.keyless.is_some() {
             // No key was expected next: the failure concerns the request.
             return self.answer(Some(failure)).await;
@@ -542,24 +643,26 @@ impl MultipartUpload {
         let handle = self.pending.pop_front()?;
         let info = end_with(handle, &failure).await;
         self.context.ended(&info, None);
-        self.ended.push(info);
+        let file = UploadedFile::from_info(&info);
+        self.record(info, file);
         Some(failure)
     }
 
     /// A refusal of the whole request before any part was read: every key ends with it.
-    async fn refuse_all(mut self, failure: Failure) -> Response<Bytes> {
+    async fn refuse_all(mut self, failure: Failure) -> Processed {
         trace!(info, message = %failure.message, "upload request refused");
         while let Some(handle) = self.pending.pop_front() {
             let info = end_with(handle, &failure).await;
             self.context.ended(&info, None);
-            self.ended.push(info);
+            let file = UploadedFile::from_info(&info);
+            self.record(info, file);
         }
         self.answer(Some(failure)).await
     }
 
-    /// Ends or releases the keys not reached and answers from the records of those that
-    /// ended.
-    async fn answer(mut self, failure: Option<Failure>) -> Response<Bytes> {
+    /// Ends or releases the keys not reached; then the layer's answer from the records of
+    /// those that ended, or (forward mode) the results for the application.
+    async fn answer(mut self, failure: Option<Failure>) -> Processed {
         let client_left = failure
             .as_ref()
             .is_some_and(|failure| failure.status == UploadStatus::CanceledByClientConnection);
@@ -573,8 +676,28 @@ impl MultipartUpload {
             }
         }
         self.context.set_fields(&self.fields);
-        if let Some(location) = &self.context.config.redirect {
-            return see_other(location, &self.ended, failure.as_ref());
+        let config = &self.context.config;
+        if let (Some(forward), Some(files)) = (&config.forward, self.files.take()) {
+            if failure.is_none() || !forward.answer_refusals {
+                let failure = failure.map(|failure| RequestFailure {
+                    http: failure.http,
+                    status: failure.status,
+                    error: failure.error,
+                    message: failure.message,
+                });
+                let files = UploadedFiles {
+                    files,
+                    fields: Arc::clone(&self.fields),
+                    failure,
+                };
+                return Processed::Uploaded {
+                    request: Arc::clone(&self.context.request),
+                    files,
+                };
+            }
+        }
+        if let Some(location) = &config.redirect {
+            return Processed::Answer(see_other(location, &self.ended, failure.as_ref()));
         }
         let mut response = upload_answer(&self.ended, self.batch, failure.as_ref());
         if self.keyless.is_some() {
@@ -586,7 +709,7 @@ impl MultipartUpload {
                 }
             }
         }
-        response
+        Processed::Answer(response)
     }
 }
 
