@@ -33,12 +33,12 @@ if [[ ! -x $CHROMIUM ]]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
 fi
 
-# 2. Node packages: playwright-core and the widget (ignite-ui, jquery, jquery-ui).
+# 2. Node packages: playwright-core, the widget (ignite-ui, jquery, jquery-ui) and uppy.
 if ! command -v node >/dev/null 2>&1; then
   echo "run.sh: node not found; install Node.js 20 or later with npm (Debian: apt-get install nodejs npm)" >&2
   exit 1
 fi
-for package in playwright-core ignite-ui jquery jquery-ui; do
+for package in playwright-core ignite-ui jquery jquery-ui uppy; do
   if [[ ! -f $here/node_modules/$package/package.json ]]; then
     say "installing the npm packages"
     "$root/scripts/install-widget"
