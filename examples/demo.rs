@@ -16,6 +16,11 @@
 //! `/igupload?mode=multiple&maxSimultaneousFilesUploads=2`. The browser tests
 //! (`tests/browser/run.sh`) drive both pages in headless Chromium.
 //!
+//! Two more clients use the same registry and limits (`demo/clients.rs`): a plain HTML form
+//! without JavaScript at `/form` (posting to `/form/upload`, an `UploadService` that answers
+//! `303 See Other` to the server-rendered `/uploaded`), and the Uppy Dashboard at `/uppy`
+//! (npm `uppy`, installed like the widget).
+//!
 //! `--help` lists the flags (address, upload folder, size limit, paths, allowed types).
 
 use std::net::SocketAddr;
@@ -30,6 +35,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+#[path = "demo/clients.rs"]
+mod clients;
+
 use tower_upload::{
     EventError, FileError, StartOptions, UploadFinished, UploadLayer, UploadRegistry,
     UploadStarting, UploadStatus, UploadStatusService,
@@ -55,9 +63,12 @@ Options:
   --redis <URL>                 keep upload records in Redis (redis://127.0.0.1:6379/), so
                                 several instances share them; needs `--features redis`
   --widget-dir <DIR>            the node_modules folder holding ignite-ui, jquery and
-                                jquery-ui, served for /igupload
+                                jquery-ui, served for /igupload, and uppy, for /uppy
                                 [default: tests/browser/node_modules in this repository]
   -h, --help                    print this help
+
+Pages: / (the demo's own), /igupload (the igUpload widget), /form (a plain HTML form, no
+JavaScript, posting to /form/upload), /uppy (the Uppy Dashboard), /metrics
 ";
 
 /// The demo's own upload page and its assets, compiled in.
@@ -70,7 +81,7 @@ const IGUPLOAD_JS: &str = include_str!("demo/igupload.js");
 const NO_WIDGET_HTML: &str = include_str!("demo/no-widget.html");
 
 /// The npm packages `/vendor/...` serves from the widget folder; nothing else in it is served.
-const VENDOR_PACKAGES: &[&str] = &["ignite-ui", "jquery", "jquery-ui"];
+const VENDOR_PACKAGES: &[&str] = &["ignite-ui", "jquery", "jquery-ui", "uppy"];
 /// A file whose presence means the widget is installed.
 const WIDGET_PROBE: &str = "ignite-ui/js/modules/infragistics.ui.upload.js";
 
@@ -186,7 +197,10 @@ fn url_path(flag: &str, path: String) -> Result<String, String> {
             "{flag}: {path:?} must be a plain absolute path such as /upload, without a query"
         ));
     }
-    if RESERVED_PATHS.contains(&path.as_str()) || path.starts_with("/vendor/") {
+    if RESERVED_PATHS.contains(&path.as_str())
+        || clients::PATHS.contains(&path.as_str())
+        || path.starts_with("/vendor/")
+    {
         return Err(format!("{flag}: {path:?} is one of the demo's own pages"));
     }
     Ok(path)
@@ -362,8 +376,9 @@ async fn main() {
         )
         .with_state(AppState {
             demo: Arc::clone(&demo),
-            registry,
+            registry: registry.clone(),
         })
+        .merge(clients::router(&args, registry))
         .layer(upload_layer);
 
     let listener = match tokio::net::TcpListener::bind(args.addr).await {

@@ -31,13 +31,17 @@ export const TEMP_DIR = path.join(UPLOAD_DIR, ".tower-upload-tmp");
 export const SCREENSHOTS = path.join(here, "screenshots");
 export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
-/** Headless Debian Chromium with a fresh profile; Playwright never downloads a browser. */
-export async function launch() {
+/**
+ * Headless Debian Chromium with a fresh profile; Playwright never downloads a browser.
+ * `options` go to the context, e.g. `{ javaScriptEnabled: false }`.
+ */
+export async function launch(options = {}) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "tower-upload-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1000, height: 800 },
+    ...options,
     args: [
       "--headless",
       "--no-sandbox",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Browser tests: the real Ignite UI igUpload widget and the demo's own page, in headless
-# Debian Chromium driven by playwright-core, against the demo server (examples/demo.rs).
+# Browser tests: the real Ignite UI igUpload widget, the demo's own page, a plain HTML form
+# (JavaScript off) and Uppy, in headless Debian Chromium driven by playwright-core, against the
+# demo server (examples/demo.rs).
 #
 #   bash tests/browser/run.sh
 #
@@ -33,12 +34,12 @@ if [[ ! -x $CHROMIUM ]]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
 fi
 
-# 2. Node packages: playwright-core and the widget (ignite-ui, jquery, jquery-ui).
+# 2. Node packages: playwright-core, the widget (ignite-ui, jquery, jquery-ui) and uppy.
 if ! command -v node >/dev/null 2>&1; then
   echo "run.sh: node not found; install Node.js 20 or later with npm (Debian: apt-get install nodejs npm)" >&2
   exit 1
 fi
-for package in playwright-core ignite-ui jquery jquery-ui; do
+for package in playwright-core ignite-ui jquery jquery-ui uppy; do
   if [[ ! -f $here/node_modules/$package/package.json ]]; then
     say "installing the npm packages"
     "$root/scripts/install-widget"
@@ -111,4 +112,5 @@ say "demo on $url (pid $server_pid), uploads in $work/uploads"
 say "running the browser tests"
 DEMO_URL="$url" DEMO_UPLOAD_DIR="$work/uploads" DEMO_MAX_FILE_SIZE="$max_file_size" \
   node --test --test-reporter=spec --test-concurrency=1 \
-  "$here/igupload.test.mjs" "$here/demo-page.test.mjs" "$here/metrics.test.mjs"
+  "$here/igupload.test.mjs" "$here/demo-page.test.mjs" "$here/form.test.mjs" \
+  "$here/uppy.test.mjs" "$here/metrics.test.mjs"
