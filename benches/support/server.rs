@@ -150,6 +150,7 @@ pub(crate) async fn plain_json() -> Json<StatusAnswer<'static>> {
         bytes_uploaded: 123_456_789,
         size: 1 << 30,
         server_message: Some(""),
+        digest: None,
     })
 }
 

@@ -174,6 +174,8 @@ pub(crate) struct Config {
     pub(crate) redirect: Option<String>,
     /// `Some` in forward mode: the inner service answers from the results.
     pub(crate) forward: Option<Forwarding>,
+    /// The digest computed for every file, if any.
+    pub(crate) digest: Option<crate::DigestAlgorithm>,
     /// Shared by every clone of the layer and its services.
     pub(crate) limiter: Arc<Semaphore>,
     /// When the next orphan sweep is due, in milliseconds since the Unix epoch (0: now).
@@ -207,6 +209,7 @@ impl Config {
             sink: UploadSink::Disk,
             redirect: None,
             forward: None,
+            digest: None,
             limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_UPLOADS)),
             next_sweep: Arc::new(AtomicU64::new(0)),
         }
@@ -266,6 +269,7 @@ impl fmt::Debug for Config {
             .field("sink", &self.sink)
             .field("redirect", &self.redirect)
             .field("forward", &self.forward)
+            .field("digest", &self.digest)
             .finish_non_exhaustive()
     }
 }

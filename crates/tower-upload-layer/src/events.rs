@@ -149,6 +149,9 @@ pub struct UploadFinishing {
     pub mime_type: String,
     /// The file's exact size.
     pub size: u64,
+    /// The file's digest (`sha-256=:<base64>:`) when [digests](crate::UploadLayer::digest) are
+    /// on.
+    pub digest: Option<String>,
     /// The temp file (disk sink): inspect it, or move or delete it and answer
     /// [`FinishOptions::file_taken`].
     pub temp_path: Option<PathBuf>,

@@ -574,6 +574,28 @@ impl<M> UploadLayer<M> {
         self
     }
 
+    /// Computes a digest of every file while its bytes pass (off by default: nothing is
+    /// hashed then). The value, `sha-256=:<base64>:` as RFC 9530 writes it, is in the upload
+    /// answer (`"digest"`, and a `Repr-Digest` header for a one-file request), the status
+    /// answer, `upload_finishing`, the final record and [`UploadedFiles`](crate::UploadedFiles).
+    ///
+    /// Independently of this setting, a file part whose headers carry `Content-Digest` or
+    /// `Repr-Digest` (`sha-256` or `sha-512`) is checked against it: a mismatch is refused
+    /// with 400, status 6 / error 7, nothing kept (a retry may start over).
+    ///
+    /// ```
+    /// use tower_upload_layer::{DigestAlgorithm, UploadLayer};
+    /// use tower_upload_state::UploadRegistry;
+    ///
+    /// let layer = UploadLayer::new(UploadRegistry::new()).digest(DigestAlgorithm::Sha256);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn digest(mut self, algorithm: crate::DigestAlgorithm) -> Self {
+        self.config().digest = Some(algorithm);
+        self
+    }
+
     /// Where file bytes go: the disk (default), memory, or a custom [`FileSink`](crate::FileSink).
     #[must_use]
     pub fn sink(mut self, sink: UploadSink) -> Self {

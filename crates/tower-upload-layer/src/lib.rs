@@ -136,6 +136,7 @@
 mod answer;
 mod body;
 mod config;
+mod digest;
 mod events;
 mod failure;
 mod file;
@@ -161,6 +162,7 @@ pub use config::{
     DEFAULT_MAX_FILES_PER_REQUEST, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_PART_HEADER_SIZE,
     DEFAULT_MIN_TRANSFER_RATE, DEFAULT_ORPHAN_AGE, DEFAULT_TEMP_SUBDIR, DEFAULT_UPLOAD_PATH,
 };
+pub use digest::DigestAlgorithm;
 pub use events::{
     EventError, FileChunk, FinishOptions, FormField, StartOptions, UploadFinished, UploadFinishing,
     UploadStarting,

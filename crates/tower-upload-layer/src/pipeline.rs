@@ -30,6 +30,7 @@ use tower_upload_state::{
 };
 
 use crate::config::Config;
+use crate::digest::Digester;
 use crate::events::{
     confined_folder, EventError, Events, FileChunk, FormField, UploadFinished, UploadFinishing,
     UploadStarting,
@@ -147,6 +148,8 @@ pub(crate) struct PartHead<'a> {
     pub(crate) file_name: &'a str,
     /// The declared `Content-Type`.
     pub(crate) content_type: Option<&'a str>,
+    /// The client's digest of the file (`Content-Digest` / `Repr-Digest`), as sent.
+    pub(crate) digest: Option<&'a str>,
 }
 
 /// The most bytes of a client's file name the registry keeps.
@@ -171,6 +174,10 @@ pub(crate) struct FilePart {
     head: Option<Vec<u8>>,
     /// The type the first bytes showed.
     sniffed: Option<&'static str>,
+    /// The digests computed while the bytes pass (configured, or asked for by the client).
+    digester: Option<Digester>,
+    /// The client's digest header, until the digester is made from it.
+    digest_header: Option<String>,
 }
 
 impl FilePart {
@@ -186,6 +193,7 @@ impl FilePart {
             field_name,
             file_name,
             content_type,
+            digest,
         } = part;
         let config = &context.config;
         let limit = match (&config.sink, config.max_file_size) {
@@ -209,6 +217,8 @@ impl FilePart {
             received: 0,
             head: sniffing.then(|| Vec::with_capacity(SNIFF_LEN)),
             sniffed: None,
+            digester: None,
+            digest_header: digest.map(str::to_owned),
             context,
         };
         match part.open(fields).await {
@@ -235,6 +245,8 @@ impl FilePart {
 
         let context = Arc::clone(&self.context);
         let config = &context.config;
+        self.digester = Digester::new(config.digest, self.digest_header.take().as_deref())
+            .map_err(Failure::parse)?;
         self.stored_name = usable_name(&self.raw_name)?;
         if !config.allowed_mime_types.allows(&self.mime_type) {
             return Err(Failure::refused(
@@ -307,6 +319,9 @@ impl FilePart {
             if self.received > limit {
                 return Err(Failure::file_too_large(limit));
             }
+        }
+        if let Some(digester) = self.digester.as_mut() {
+            digester.update(&chunk);
         }
         if let Some(head) = self.head.as_mut() {
             let wanted = (SNIFF_LEN - head.len()).min(chunk.len());
@@ -400,6 +415,7 @@ impl FilePart {
         file.file_name = Some(std::mem::take(&mut self.raw_name));
         file.declared_type = Some(std::mem::take(&mut self.mime_type));
         file.sniffed_type = self.sniffed;
+        file.digest.clone_from(&info.digest);
         file.stored = stored;
         file
     }
@@ -411,6 +427,20 @@ impl FilePart {
             .finish()
             .await
             .map_err(|error| Failure::io(&error, FileError::FileWriting, "write the file"))?;
+        if let Some(digester) = self.digester.take() {
+            let (digest, matches) = digester.finish();
+            if !matches {
+                received.discard().await;
+                return Err(Failure::new(
+                    UploadStatus::ErrorUploading,
+                    FileError::FileWriting,
+                    "the file's digest does not match the one the client sent with it: the \
+                     bytes did not arrive intact",
+                )
+                .with_http(http::StatusCode::BAD_REQUEST));
+            }
+            self.handle().update(|info| info.digest = digest);
+        }
         let handle = self.handle();
         handle.update(|info| info.size = Some(self.received));
         let _ = handle.set_status(UploadStatus::UploadFinishing).await;
@@ -429,6 +459,7 @@ impl FilePart {
                 stored_name: self.stored_name.clone(),
                 mime_type: self.mime_type.clone(),
                 size: self.received,
+                digest: handle.snapshot().digest,
                 temp_path,
                 data,
                 request: Arc::clone(&self.context.request),

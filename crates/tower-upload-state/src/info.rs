@@ -68,6 +68,10 @@ pub struct UploadInfo {
     pub started_at: SystemTime,
     /// When the upload reached a terminal status.
     pub finished_at: Option<SystemTime>,
+    /// The digest of the stored bytes, when the layer computes one: `sha-256=:<base64>:`
+    /// (RFC 9530's form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl UploadInfo {
@@ -132,6 +136,7 @@ impl UploadInfo {
             owner: None,
             started_at: SystemTime::now(),
             finished_at: None,
+            digest: None,
         }
     }
 
@@ -178,6 +183,7 @@ impl UploadInfo {
             bytes_uploaded: self.bytes_uploaded,
             size: self.reported_size(),
             server_message: Some(self.server_message.as_deref().unwrap_or("")),
+            digest: self.digest.as_deref(),
         }
     }
 }
@@ -218,6 +224,7 @@ fn truncate(text: &mut Option<String>, max: usize) {
 ///     bytes_uploaded: 3,
 ///     size: 3,
 ///     server_message: None,
+///     digest: None,
 /// };
 /// assert_eq!(answer.to_json(), br#"{"status":2,"error":-1,"bytesUploaded":3,"size":3}"#);
 /// ```
@@ -235,6 +242,10 @@ pub struct StatusAnswer<'a> {
     /// The message for the user; the key is left out when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_message: Option<&'a str>,
+    /// The digest of the stored bytes (`sha-256=:<base64>:`), when computed; left out when
+    /// `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<&'a str>,
 }
 
 impl StatusAnswer<'_> {
@@ -245,6 +256,7 @@ impl StatusAnswer<'_> {
         bytes_uploaded: 0,
         size: 0,
         server_message: Some(""),
+        digest: None,
     };
 
     /// The answer as JSON bytes.

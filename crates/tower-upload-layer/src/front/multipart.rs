@@ -42,6 +42,9 @@ use crate::stream::{BodyError, BodyStream, Gauge, Pace};
 use crate::trace::trace;
 use crate::BoxError;
 
+/// RFC 9530's header for the digest of the stored file.
+const REPR_DIGEST: http::HeaderName = http::HeaderName::from_static("repr-digest");
+
 /// The response header that names each generated key of a keyless upload, in part order.
 const UPLOAD_KEY: http::HeaderName = http::HeaderName::from_static("upload-key");
 
@@ -534,6 +537,7 @@ impl MultipartUpload {
             field_name: field.name(),
             file_name,
             content_type: field.content_type(),
+            digest: field.digest(),
         };
         let ended = match FilePart::start(context, handle, head, &self.fields).await {
             Ok(part) => stream_part(part, field, first, &self.fields).await,
@@ -700,6 +704,13 @@ impl MultipartUpload {
             return Processed::Answer(see_other(location, &self.ended, failure.as_ref()));
         }
         let mut response = upload_answer(&self.ended, self.batch, failure.as_ref());
+        if let (false, [info]) = (self.batch, self.ended.as_slice()) {
+            // RFC 9530: the digest of the stored file, for a client that checks it.
+            let digest = info.digest.as_deref().filter(|_| failure.is_none());
+            if let Some(value) = digest.and_then(|d| http::HeaderValue::from_str(d).ok()) {
+                response.headers_mut().insert(REPR_DIGEST, value);
+            }
+        }
         if self.keyless.is_some() {
             // The keys the layer made, in part order, for clients that read headers only.
             let headers = response.headers_mut();

@@ -14,6 +14,9 @@ pub(super) struct PartHeaders {
     pub(super) file_name: Option<String>,
     /// `Content-Type`, as sent.
     pub(super) content_type: Option<String>,
+    /// `Content-Digest` (or `Repr-Digest`), as sent: the client's digest of the part's body
+    /// (RFC 9530).
+    pub(super) digest: Option<String>,
 }
 
 impl PartHeaders {
@@ -88,6 +91,11 @@ impl PartHeaders {
             }
         } else if name.eq_ignore_ascii_case("content-type") {
             self.content_type = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("content-digest")
+            || name.eq_ignore_ascii_case("repr-digest")
+        {
+            // A part's body has no content coding: both digests cover the same bytes.
+            self.digest.get_or_insert_with(|| value.to_owned());
         } else if name.eq_ignore_ascii_case("content-transfer-encoding")
             && !["7bit", "8bit", "binary"]
                 .iter()

@@ -87,6 +87,7 @@ pub(crate) struct Field<'a, S> {
     name: Option<String>,
     file_name: Option<String>,
     content_type: Option<String>,
+    digest: Option<String>,
     /// The size of the part's header block, in bytes.
     header_len: usize,
 }
@@ -156,6 +157,7 @@ where
             name: parsed.name,
             file_name: parsed.file_name,
             content_type: parsed.content_type,
+            digest: parsed.digest,
             header_len: block.len(),
             multipart: self,
         }))
@@ -410,6 +412,11 @@ where
     /// The part's declared `Content-Type`, as sent.
     pub(crate) fn content_type(&self) -> Option<&str> {
         self.content_type.as_deref()
+    }
+
+    /// The part's `Content-Digest` (or `Repr-Digest`) header, as sent.
+    pub(crate) fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
     }
 
     /// The size of the part's header block, in bytes.
