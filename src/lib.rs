@@ -78,8 +78,9 @@ pub use tower_upload_state as state;
 pub use tower_upload_status as status;
 
 pub use tower_upload_layer::{
-    BoxError, EventError, FinishOptions, MimeFilter, OverwritePolicy, ResponseBody, StartOptions,
-    Upload, UploadFinished, UploadFinishing, UploadLayer, UploadSink, UploadStarting,
+    BoxError, DigestAlgorithm, EventError, FinishOptions, MimeFilter, OverwritePolicy,
+    ResponseBody, StartOptions, Stored, Upload, UploadFinished, UploadFinishing, UploadLayer,
+    UploadService, UploadSink, UploadStarting, UploadedFile, UploadedFiles,
 };
 pub use tower_upload_state::{
     FileError, MemoryStore, ProgressStore, UploadInfo, UploadKey, UploadRegistry, UploadStatus,
