@@ -3,6 +3,7 @@
 //! (igUpload, HTML forms, any `multipart/form-data` client).
 
 pub(crate) mod multipart;
+pub(crate) mod tus;
 
 use std::sync::atomic::Ordering;
 
