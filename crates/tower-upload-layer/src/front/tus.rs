@@ -147,7 +147,13 @@ where
     };
     match (method, upload) {
         (Method::POST, None) => create(config, &resumable, parts, body).await,
-        (Method::HEAD, Some(key)) => head(&config, &parts, key).await,
+        (Method::HEAD, Some(key)) => {
+            // A HEAD answer has no body (a message would only confuse a client's framing).
+            let mut response = head(&config, &parts, key).await;
+            *response.body_mut() = Bytes::new();
+            response.headers_mut().remove(CONTENT_TYPE);
+            response
+        }
         (Method::PATCH, Some(key)) => patch(config, parts, body, key).await,
         (Method::DELETE, Some(key)) => terminate(&config, &parts, key).await,
         (_, None) => method_not_allowed("OPTIONS, POST"),
