@@ -1,0 +1,176 @@
+// tus-js-client (Node) against the demo server's /files/ endpoint: upload, pause and resume
+// with a stored fingerprint, resume after the server process restarts, termination.
+//
+// Run with scripts/test-node (it builds the demo and installs tus-js-client), or:
+//   TOWER_UPLOAD_DEMO=target/debug/examples/demo node --test tests/node/
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import * as tus from 'tus-js-client';
+
+const demo = resolve(process.env.TOWER_UPLOAD_DEMO ?? '../../target/debug/examples/demo');
+
+async function freePort() {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => ok(port));
+    });
+    server.on('error', fail);
+  });
+}
+
+/** Starts the demo on `port` storing into `dir`; resolves once it listens. */
+async function startServer(port, dir) {
+  const child = spawn(demo, ['--addr', `127.0.0.1:${port}`, '--upload-dir', dir, '--max-file-size', '64MiB'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise((ok, fail) => {
+    let out = '';
+    child.stdout.on('data', (data) => {
+      out += data;
+      if (out.includes('resumable (tus 1.0) uploads at')) ok();
+    });
+    child.on('exit', (code) => fail(new Error(`demo exited with ${code}: ${out}`)));
+  });
+  return child;
+}
+
+async function stopServer(child) {
+  const exited = new Promise((ok) => child.on('exit', ok));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+const sha = (data) => createHash('sha256').update(data).digest('hex');
+
+/** Runs an upload to its end; `options.onProgress` may abort it. */
+function run(upload) {
+  return new Promise((ok, fail) => {
+    upload.options.onSuccess = () => ok(upload);
+    upload.options.onError = fail;
+    upload.start();
+  });
+}
+
+async function waitFor(what, check, ms = 10000) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+test('tus-js-client uploads, pauses and resumes, survives a restart, terminates', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tus-node-'));
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}/files/`;
+  let server = await startServer(port, dir);
+  t.after(async () => {
+    if (server) await stopServer(server);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  await t.test('a plain upload in several PATCHes', async () => {
+    const data = randomBytes(1024 * 1024 + 17);
+    const upload = new tus.Upload(data, {
+      endpoint,
+      chunkSize: 256 * 1024,
+      metadata: { filename: 'plain.bin', filetype: 'application/octet-stream' },
+    });
+    await run(upload);
+    assert.match(upload.url, /\/files\/[A-Za-z0-9]{32}$/);
+    assert.equal(sha(readFileSync(join(dir, 'plain.bin'))), sha(data));
+    const status = await (await fetch(`http://127.0.0.1:${port}/status?key=${upload.url.split('/').pop()}&command=status`)).json();
+    assert.equal(status.status, 2);
+    assert.equal(status.bytesUploaded, data.length);
+  });
+
+  const storage = new tus.FileUrlStorage(join(dir, 'urls.json'));
+  const resumeOptions = (name, data, extra = {}) => ({
+    endpoint,
+    chunkSize: 64 * 1024,
+    metadata: { filename: name },
+    urlStorage: storage,
+    fingerprint: async () => `fp-${name}-${data.length}`,
+    retryDelays: [0, 200, 500],
+    ...extra,
+  });
+
+  /** Starts an upload and aborts it (tus-js-client's pause) after `atLeast` bytes. */
+  async function startAndPause(name, data, atLeast) {
+    const upload = new tus.Upload(data, resumeOptions(name, data));
+    let reached = 0;
+    await new Promise((ok, fail) => {
+      upload.options.onProgress = (sent) => {
+        if (sent >= atLeast && !reached) {
+          reached = sent;
+          upload.abort().then(ok, fail);
+        }
+      };
+      upload.options.onError = fail;
+      upload.options.onSuccess = () => fail(new Error('finished before the pause'));
+      upload.start();
+    });
+    return upload;
+  }
+
+  /** A new Upload for the same data, resumed from the stored fingerprint. */
+  async function resume(name, data) {
+    const upload = new tus.Upload(data, resumeOptions(name, data));
+    const previous = await upload.findPreviousUploads();
+    assert.equal(previous.length, 1, 'the stored upload is found');
+    upload.resumeFromPreviousUpload(previous[0]);
+    let first = null;
+    upload.options.onProgress = (sent) => {
+      if (first === null) first = sent;
+    };
+    await run(upload);
+    return { upload, first };
+  }
+
+  await t.test('pause, then resume with a new Upload from the stored fingerprint', async () => {
+    const data = randomBytes(2 * 1024 * 1024);
+    const paused = await startAndPause('paused.bin', data, 300 * 1024);
+    const id = paused.url.split('/').pop();
+    await waitFor('the paused offset', async () => {
+      const status = await (await fetch(`http://127.0.0.1:${port}/status?key=${id}&command=status`)).json();
+      return status.status === 1 && status.bytesUploaded >= 256 * 1024;
+    });
+    const { upload, first } = await resume('paused.bin', data);
+    assert.equal(upload.url, paused.url, 'the same upload goes on');
+    assert.ok(first > 64 * 1024, `resumed from an offset, not from 0 (first progress ${first})`);
+    assert.equal(sha(readFileSync(join(dir, 'paused.bin'))), sha(data));
+  });
+
+  await t.test('resume after the server process restarts', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    const paused = await startAndPause('restart.bin', data, 500 * 1024);
+    await stopServer(server);
+    server = null;
+    server = await startServer(port, dir);
+    const { upload, first } = await resume('restart.bin', data);
+    assert.equal(upload.url, paused.url);
+    assert.ok(first > 64 * 1024, `resumed from an offset after the restart (first progress ${first})`);
+    assert.equal(sha(readFileSync(join(dir, 'restart.bin'))), sha(data));
+  });
+
+  await t.test('termination', async () => {
+    const data = randomBytes(1024 * 1024);
+    const paused = await startAndPause('terminated.bin', data, 100 * 1024);
+    await tus.Upload.terminate(paused.url, { retryDelays: [] });
+    const head = await fetch(paused.url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+    assert.equal(head.status, 404);
+    assert.ok(!existsSync(join(dir, 'terminated.bin')));
+    const id = paused.url.split('/').pop();
+    const status = await (await fetch(`http://127.0.0.1:${port}/status?key=${id}&command=status`)).json();
+    assert.equal(status.status, 4);
+  });
+});
