@@ -35,7 +35,10 @@ async fn create(server: &TestServer, length: u64, name: &str) -> String {
         &[
             version(),
             h("Upload-Length", length),
-            h("Upload-Metadata", format!("filename {},filetype {}", b64(name), b64("text/plain"))),
+            h(
+                "Upload-Metadata",
+                format!("filename {},filetype {}", b64(name), b64("text/plain")),
+            ),
         ],
         b"",
     )
@@ -83,11 +86,24 @@ async fn options_announce_the_version_extensions_and_limit() {
     assert_eq!(response.status, 204);
     assert_eq!(response.header("tus-version"), Some("1.0.0"));
     let extensions = response.header("tus-extension").unwrap();
-    for extension in ["creation", "creation-with-upload", "creation-defer-length", "termination", "expiration", "checksum"] {
-        assert!(extensions.split(',').any(|e| e == extension), "{extensions}");
+    for extension in [
+        "creation",
+        "creation-with-upload",
+        "creation-defer-length",
+        "termination",
+        "expiration",
+        "checksum",
+    ] {
+        assert!(
+            extensions.split(',').any(|e| e == extension),
+            "{extensions}"
+        );
     }
     assert_eq!(response.header("tus-max-size"), Some("4194304"));
-    assert_eq!(response.header("tus-checksum-algorithm"), Some("sha1,sha256,md5"));
+    assert_eq!(
+        response.header("tus-checksum-algorithm"),
+        Some("sha1,sha256,md5")
+    );
     server.stop().await;
 }
 
@@ -108,7 +124,10 @@ async fn an_upload_in_two_patches_is_stored_under_its_filename() {
     assert_eq!(seen.header("upload-offset"), Some("40000"));
     assert_eq!(seen.header("upload-length"), Some("100000"));
     assert_eq!(seen.header("cache-control"), Some("no-store"));
-    assert!(seen.header("upload-metadata").unwrap().starts_with("filename "));
+    assert!(seen
+        .header("upload-metadata")
+        .unwrap()
+        .starts_with("filename "));
     let status = server.status(id(&url)).await;
     assert_eq!(codes(&status), (1, -1));
     assert_eq!(status["bytesUploaded"], 40_000);
@@ -122,7 +141,10 @@ async fn an_upload_in_two_patches_is_stored_under_its_filename() {
     let last = patch(&server, &url, 40_000, &data[40_000..]).await;
     assert_eq!(last.status, 204, "{last:?}");
     assert_eq!(last.header("upload-offset"), Some("100000"));
-    assert_eq!(std::fs::read(server.uploads().join("notes.txt")).unwrap(), data);
+    assert_eq!(
+        std::fs::read(server.uploads().join("notes.txt")).unwrap(),
+        data
+    );
     let status = server.status(id(&url)).await;
     assert_eq!(codes(&status), (2, -1));
     assert_eq!(status["bytesUploaded"], 100_000);
@@ -169,7 +191,10 @@ async fn creation_with_upload_and_defer_length() {
     )
     .await;
     assert_eq!(last.status, 204, "{last:?}");
-    assert_eq!(std::fs::read(server.uploads().join("later.bin")).unwrap(), b"hello world");
+    assert_eq!(
+        std::fs::read(server.uploads().join("later.bin")).unwrap(),
+        b"hello world"
+    );
     server.stop().await;
 }
 
@@ -181,7 +206,14 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
         send(addr, "POST", "/files/", &headers, b"").await
     };
     // No or wrong version: 412 with the version served.
-    let response = send(server.addr, "POST", "/files/", &[h("Upload-Length", 1)], b"").await;
+    let response = send(
+        server.addr,
+        "POST",
+        "/files/",
+        &[h("Upload-Length", 1)],
+        b"",
+    )
+    .await;
     assert_eq!(response.status, 412);
     assert_eq!(response.header("tus-version"), Some("1.0.0"));
     let response = post(vec![h("Tus-Resumable", "0.2.2"), h("Upload-Length", 1)]).await;
@@ -189,10 +221,27 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
     for (headers, status) in [
         (vec![version()], 400),
         (vec![version(), h("Upload-Length", -5)], 400),
-        (vec![version(), h("Upload-Length", "99999999999999999999999")], 400),
+        (
+            vec![version(), h("Upload-Length", "99999999999999999999999")],
+            400,
+        ),
         (vec![version(), h("Upload-Defer-Length", 2)], 400),
-        (vec![version(), h("Upload-Length", 5), h("Upload-Metadata", "filename ***")], 400),
-        (vec![version(), h("Upload-Length", 5), h("Upload-Metadata", "a YQ==,a YQ==")], 400),
+        (
+            vec![
+                version(),
+                h("Upload-Length", 5),
+                h("Upload-Metadata", "filename ***"),
+            ],
+            400,
+        ),
+        (
+            vec![
+                version(),
+                h("Upload-Length", 5),
+                h("Upload-Metadata", "a YQ==,a YQ=="),
+            ],
+            400,
+        ),
         (vec![version(), h("Upload-Length", 5_000_000)], 413),
     ] {
         let response = post(headers.clone()).await;
@@ -208,7 +257,11 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
         server.addr,
         "PATCH",
         &url,
-        &[version(), h("Upload-Offset", 0), h("Content-Type", "text/plain")],
+        &[
+            version(),
+            h("Upload-Offset", 0),
+            h("Content-Type", "text/plain"),
+        ],
         b"abc",
     )
     .await;
@@ -234,7 +287,10 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
     )
     .await;
     assert_eq!(response.status, 204, "{response:?}");
-    assert_eq!(std::fs::read(server.uploads().join("a.txt")).unwrap(), b"0123456789");
+    assert_eq!(
+        std::fs::read(server.uploads().join("a.txt")).unwrap(),
+        b"0123456789"
+    );
     server.stop().await;
 }
 
@@ -270,7 +326,10 @@ async fn a_checksum_mismatch_is_460_and_discards_the_chunk() {
     let md5 = base64::engine::general_purpose::STANDARD.encode(md5_of(b"efgh"));
     let response = patch_sum(4, b"efgh", format!("md5 {md5}")).await;
     assert_eq!(response.status, 204, "{response:?}");
-    assert_eq!(std::fs::read(server.uploads().join("sum.txt")).unwrap(), b"abcdefgh");
+    assert_eq!(
+        std::fs::read(server.uploads().join("sum.txt")).unwrap(),
+        b"abcdefgh"
+    );
     server.stop().await;
 }
 
@@ -344,7 +403,10 @@ async fn a_dropped_patch_keeps_what_arrived() {
     assert_eq!(status["bytesUploaded"], 20_000);
     let rest = patch(&server, &url, 20_000, &data[20_000..]).await;
     assert_eq!(rest.status, 204, "{rest:?}");
-    assert_eq!(std::fs::read(server.uploads().join("cut.bin")).unwrap(), data);
+    assert_eq!(
+        std::fs::read(server.uploads().join("cut.bin")).unwrap(),
+        data
+    );
     server.stop().await;
 }
 
@@ -374,15 +436,24 @@ async fn a_new_patch_takes_over_a_stalled_one() {
     assert_eq!(seen.header("upload-offset"), Some("4"));
     let rest = patch(&server, &url, 4, b"456789").await;
     assert_eq!(rest.status, 204, "{rest:?}");
-    assert_eq!(std::fs::read(server.uploads().join("t.txt")).unwrap(), b"0123456789");
+    assert_eq!(
+        std::fs::read(server.uploads().join("t.txt")).unwrap(),
+        b"0123456789"
+    );
     drop(stalled);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn strangers_get_404() {
-    let registry = UploadRegistry::new()
-        .with_owner(|parts| parts.headers.get("x-user")?.to_str().ok().map(str::to_owned));
+    let registry = UploadRegistry::new().with_owner(|parts| {
+        parts
+            .headers
+            .get("x-user")?
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    });
     let server = TestServer::start_with_registry(registry, tus).await;
     let response = send(
         server.addr,
@@ -395,7 +466,14 @@ async fn strangers_get_404() {
     assert_eq!(response.status, 201);
     let url = response.header("location").unwrap().to_owned();
     for method in ["HEAD", "DELETE"] {
-        let response = send(server.addr, method, &url, &[version(), h("x-user", "mallory")], b"").await;
+        let response = send(
+            server.addr,
+            method,
+            &url,
+            &[version(), h("x-user", "mallory")],
+            b"",
+        )
+        .await;
         assert_eq!(response.status, 404, "{method}");
     }
     let response = send(
@@ -412,7 +490,14 @@ async fn strangers_get_404() {
     )
     .await;
     assert_eq!(response.status, 404);
-    let response = send(server.addr, "HEAD", &url, &[version(), h("x-user", "alice")], b"").await;
+    let response = send(
+        server.addr,
+        "HEAD",
+        &url,
+        &[version(), h("x-user", "alice")],
+        b"",
+    )
+    .await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("upload-offset"), Some("0"));
     server.stop().await;
@@ -433,12 +518,19 @@ async fn a_vetoed_creation_is_refused_with_the_handlers_message() {
         server.addr,
         "POST",
         "/files/",
-        &[version(), h("Upload-Length", 3), h("Upload-Metadata", format!("filename {}", b64("x.exe")))],
+        &[
+            version(),
+            h("Upload-Length", 3),
+            h("Upload-Metadata", format!("filename {}", b64("x.exe"))),
+        ],
         b"",
     )
     .await;
     assert_eq!(response.status, 403, "{response:?}");
-    assert_eq!(String::from_utf8_lossy(&response.body), "executables are not accepted");
+    assert_eq!(
+        String::from_utf8_lossy(&response.body),
+        "executables are not accepted"
+    );
     assert!(resumable_files(&server).is_empty());
     server.stop().await;
 }
@@ -450,7 +542,14 @@ async fn a_type_not_allowed_is_refused_at_creation() {
         server.addr,
         "POST",
         "/files/",
-        &[version(), h("Upload-Length", 3), h("Upload-Metadata", format!("filename {},filetype {}", b64("a.txt"), b64("text/plain")))],
+        &[
+            version(),
+            h("Upload-Length", 3),
+            h(
+                "Upload-Metadata",
+                format!("filename {},filetype {}", b64("a.txt"), b64("text/plain")),
+            ),
+        ],
         b"",
     )
     .await;
@@ -461,10 +560,9 @@ async fn a_type_not_allowed_is_refused_at_creation() {
 
 #[tokio::test]
 async fn expired_uploads_answer_404_and_are_swept() {
-    let server = TestServer::start(|layer| {
-        tus(layer).resumable_expiration(Some(Duration::from_secs(1)))
-    })
-    .await;
+    let server =
+        TestServer::start(|layer| tus(layer).resumable_expiration(Some(Duration::from_secs(1))))
+            .await;
     let url = create(&server, 10, "old.txt").await;
     assert_eq!(patch(&server, &url, 0, b"01").await.status, 204);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -497,7 +595,10 @@ async fn an_upload_survives_a_server_restart() {
         move |layer| tus(layer).upload_dir(uploads)
     })
     .await;
-    assert_eq!(head(&server, &url).await.header("upload-offset"), Some("12000"));
+    assert_eq!(
+        head(&server, &url).await.header("upload-offset"),
+        Some("12000")
+    );
     let rest = patch(&server, &url, 12_000, &data[12_000..]).await;
     assert_eq!(rest.status, 204, "{rest:?}");
     assert_eq!(std::fs::read(uploads.join("r.bin")).unwrap(), data);

@@ -233,7 +233,10 @@ impl TempUpload {
             if durable {
                 file.as_file().sync_data()?;
             }
-            file.into_temp_path().keep().map(drop).map_err(|error| error.error)
+            file.into_temp_path()
+                .keep()
+                .map(drop)
+                .map_err(|error| error.error)
         })
         .await
     }

@@ -596,7 +596,8 @@ impl FilePart {
         handle: UploadHandle,
         file: ResumedFile,
     ) -> Result<Self, Ended> {
-        let mut part = Self::start_deferred(context, handle, &file.file_name, Some(&file.mime_type));
+        let mut part =
+            Self::start_deferred(context, handle, &file.file_name, Some(&file.mime_type));
         part.stored_name = file.stored_name;
         part.folder = file.folder;
         let buffer_size = part.context.config.buffer_size;
@@ -618,7 +619,9 @@ impl FilePart {
                 part.head = None;
             } else if len > 0 {
                 let path = file.path;
-                let first = blocking(move || std::fs::read(path)).await.unwrap_or_default();
+                let first = blocking(move || std::fs::read(path))
+                    .await
+                    .unwrap_or_default();
                 head.extend_from_slice(&first[..first.len().min(len as usize)]);
             }
         }

@@ -237,10 +237,7 @@ impl MemoryStore {
     ) -> Result<UploadInfo, ClaimError> {
         let mut inner = self.lock();
         inner.purge_expired(Instant::now());
-        let record = inner
-            .records
-            .get_mut(key)
-            .ok_or(ClaimError::NotResumable)?;
+        let record = inner.records.get_mut(key).ok_or(ClaimError::NotResumable)?;
         if record.info.is_foreign_to(owner, claim.owner_bound) {
             return Err(ClaimError::Foreign);
         }

@@ -41,8 +41,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use serde::{Deserialize, Serialize};
 use tower_upload_state::{
-    ClaimError, ClaimToken, FileError, Resumable, UploadHandle, UploadInfo, UploadKey,
-    UploadStatus,
+    ClaimError, ClaimToken, FileError, Resumable, UploadHandle, UploadInfo, UploadKey, UploadStatus,
 };
 
 use crate::config::{Config, ResumableConfig};
@@ -112,7 +111,10 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let resumable = config.resumable.clone().expect("routed only when configured");
+    let resumable = config
+        .resumable
+        .clone()
+        .expect("routed only when configured");
     let (parts, body) = request.into_parts();
     let method = method_of(&parts);
     let id = parts
@@ -125,7 +127,11 @@ where
         return options(&config);
     }
     // tus 1.0: every request but OPTIONS carries the version it speaks.
-    match parts.headers.get("tus-resumable").map(HeaderValue::as_bytes) {
+    match parts
+        .headers
+        .get("tus-resumable")
+        .map(HeaderValue::as_bytes)
+    {
         Some(b"1.0.0") => {}
         Some(_) | None => {
             let mut response = text(
@@ -423,7 +429,7 @@ enum Checksum {
 }
 
 impl Checksum {
-    fn parse(headers: &HeaderMap) -> Result<Option<Self>, Response<Bytes>> {
+    fn parse(headers: &HeaderMap) -> Result<Option<Self>, String> {
         use sha1::Digest as _;
         let Some(value) = headers.get("upload-checksum") else {
             return Ok(None);
@@ -431,18 +437,19 @@ impl Checksum {
         let value = value.to_str().unwrap_or_default();
         let (algorithm, digest) = value
             .split_once(' ')
-            .ok_or_else(|| bad_request("Upload-Checksum must be `<algorithm> <base64 digest>`"))?;
+            .ok_or_else(|| "Upload-Checksum must be `<algorithm> <base64 digest>`".to_owned())?;
         let expected = BASE64
             .decode(digest.trim())
-            .map_err(|_| bad_request("Upload-Checksum: the digest is not base64"))?;
+            .map_err(|_| "Upload-Checksum: the digest is not base64".to_owned())?;
         Ok(Some(match algorithm {
             "sha1" => Self::Sha1(sha1::Sha1::new(), expected),
             "sha256" => Self::Sha256(sha2::Sha256::new(), expected),
             "md5" => Self::Md5(md5::Md5::new(), expected),
             _ => {
-                return Err(bad_request(format!(
-                    "unsupported checksum algorithm {algorithm:?} (supported: {CHECKSUM_ALGORITHMS})"
-                )))
+                return Err(format!(
+                    "unsupported checksum algorithm {algorithm:?} (supported: \
+                     {CHECKSUM_ALGORITHMS})"
+                ))
             }
         }))
     }
@@ -468,10 +475,11 @@ impl Checksum {
 
 fn is_offset_stream(headers: &HeaderMap) -> bool {
     header(headers, CONTENT_TYPE.as_str()).is_some_and(|value| {
-        value
-            .split(';')
-            .next()
-            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/offset+octet-stream"))
+        value.split(';').next().is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/offset+octet-stream")
+        })
     })
 }
 
@@ -541,8 +549,8 @@ where
         Err(message) => return bad_request(message),
     };
     let declared = content_length(&parts.headers);
-    let with_body = declared.unwrap_or(0) > 0
-        || (parts.headers.contains_key(http::header::TRANSFER_ENCODING));
+    let with_body =
+        declared.unwrap_or(0) > 0 || (parts.headers.contains_key(http::header::TRANSFER_ENCODING));
     if with_body && !is_offset_stream(&parts.headers) {
         return text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -559,8 +567,8 @@ where
     let file_name = metadata_value(&metadata, &["filename", "name"])
         .unwrap_or(key.as_str())
         .to_owned();
-    let mime_type = metadata_value(&metadata, &["filetype", "type", "contentType"])
-        .map(str::to_owned);
+    let mime_type =
+        metadata_value(&metadata, &["filetype", "type", "contentType"]).map(str::to_owned);
     let expires_at = expiry(resumable);
     let mut info = UploadInfo::new(key.clone());
     info.owner.clone_from(&owner);
@@ -826,7 +834,7 @@ where
     };
     let checksum = match Checksum::parse(&parts.headers) {
         Ok(checksum) => checksum,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     let mut sidecar = match find(&config, &parts, &key).await {
         Ok(sidecar) => sidecar,
@@ -908,7 +916,15 @@ where
         trace!(warn, key = %key, "the upload's description could not be updated");
     }
     let outcome = append(&config, &mut part, body, checksum, declared).await;
-    settle(&config, &key, part, outcome, &sidecar, StatusCode::NO_CONTENT).await
+    settle(
+        &config,
+        &key,
+        part,
+        outcome,
+        &sidecar,
+        StatusCode::NO_CONTENT,
+    )
+    .await
 }
 
 /// Takes the upload for this request: from the registry when it is paused there; from its
@@ -1130,7 +1146,11 @@ async fn settle(
 
 // ---- DELETE (termination) -----------------------------------------------------------------
 
-async fn terminate(config: &Config, parts: &http::request::Parts, key: UploadKey) -> Response<Bytes> {
+async fn terminate(
+    config: &Config,
+    parts: &http::request::Parts,
+    key: UploadKey,
+) -> Response<Bytes> {
     if let Err(response) = find(config, parts, &key).await {
         return response;
     }
@@ -1226,7 +1246,9 @@ pub(crate) async fn sweep_expired(config: Arc<Config>) -> std::io::Result<usize>
             let Some(sidecar) = read_sidecar(&config, &key).await else {
                 continue;
             };
-            if sidecar.expires_at.is_some_and(|at| at <= now) && unlocked(&data_path(&config, &key)).await {
+            if sidecar.expires_at.is_some_and(|at| at <= now)
+                && unlocked(&data_path(&config, &key)).await
+            {
                 expire(&config, &key).await;
                 swept += 1;
             }
@@ -1293,7 +1315,8 @@ mod tests {
 
     #[test]
     fn metadata_pairs_are_parsed_and_checked() {
-        let pairs = parse_metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential").unwrap();
+        let pairs = parse_metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential")
+            .unwrap();
         assert_eq!(pairs[0].1.as_deref(), Some("world_domination_plan.pdf"));
         assert_eq!(pairs[1], ("is_confidential".to_owned(), None));
         assert!(parse_metadata("a !!!").is_err());
@@ -1315,7 +1338,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("upload-length", HeaderValue::from_static("-1"));
         assert!(number(&headers, "upload-length").is_err());
-        headers.insert("upload-length", HeaderValue::from_static("99999999999999999999999"));
+        headers.insert(
+            "upload-length",
+            HeaderValue::from_static("99999999999999999999999"),
+        );
         assert!(number(&headers, "upload-length").is_err());
         headers.insert("upload-length", HeaderValue::from_static("12"));
         assert_eq!(number(&headers, "upload-length"), Ok(Some(12)));
