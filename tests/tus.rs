@@ -612,3 +612,64 @@ async fn get_on_the_upload_path_reaches_the_app() {
     assert_ne!(response.header("tus-resumable"), Some("1.0.0"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn partial_uploads_are_joined_by_a_final_one() {
+    let server = TestServer::start(tus).await;
+    let data = pattern(70_000, 5);
+    let mut urls = Vec::new();
+    for piece in [&data[..30_000], &data[30_000..]] {
+        let response = send(
+            server.addr,
+            "POST",
+            "/files/",
+            &[
+                version(),
+                h("Upload-Length", piece.len()),
+                h("Upload-Concat", "partial"),
+            ],
+            b"",
+        )
+        .await;
+        assert_eq!(response.status, 201, "{response:?}");
+        let url = response.header("location").unwrap().to_owned();
+        assert_eq!(patch(&server, &url, 0, piece).await.status, 204);
+        assert_eq!(
+            head(&server, &url).await.header("upload-concat"),
+            Some("partial")
+        );
+        urls.push(url);
+    }
+    // Parts stay until joined; an unknown or incomplete part is refused.
+    assert!(server.saved_files().iter().all(|f| f != "joined.bin"));
+    let final_of = |list: String| {
+        let addr = server.addr;
+        async move {
+            let headers = [
+                version(),
+                h("Upload-Concat", format!("final;{list}")),
+                h("Upload-Metadata", format!("filename {}", b64("joined.bin"))),
+            ];
+            send(addr, "POST", "/files/", &headers, b"").await
+        }
+    };
+    let response = final_of(format!("{} /files/nosuchuploadnosuchuploadnosuch", urls[0])).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    let absolute = format!("http://{}{}", server.addr, urls[1]);
+    let response = final_of(format!("{} {absolute}", urls[0])).await;
+    assert_eq!(response.status, 201, "{response:?}");
+    let location = response.header("location").unwrap().to_owned();
+    assert_eq!(
+        std::fs::read(server.uploads().join("joined.bin")).unwrap(),
+        data
+    );
+    assert_eq!(
+        head(&server, &location).await.header("upload-offset"),
+        Some("70000")
+    );
+    assert_eq!(codes(&server.status(id(&location)).await), (2, -1));
+    // The parts are used up: ended (status 2) and their data gone.
+    assert_eq!(codes(&server.status(id(&urls[0])).await), (2, -1));
+    assert!(resumable_files(&server).is_empty());
+    server.stop().await;
+}

@@ -1,5 +1,6 @@
 // tus-js-client (Node) against the demo server's /files/ endpoint: upload, pause and resume
-// with a stored fingerprint, resume after the server process restarts, termination.
+// with a stored fingerprint, resume after the server process restarts, parallel uploads
+// (concatenation), termination.
 //
 // Run with scripts/test-node (it builds the demo and installs tus-js-client), or:
 //   TOWER_UPLOAD_DEMO=target/debug/examples/demo node --test tests/node/
@@ -91,6 +92,18 @@ test('tus-js-client uploads, pauses and resumes, survives a restart, terminates'
     const status = await (await fetch(`http://127.0.0.1:${port}/status?key=${upload.url.split('/').pop()}&command=status`)).json();
     assert.equal(status.status, 2);
     assert.equal(status.bytesUploaded, data.length);
+  });
+
+  await t.test('parallel uploads (concatenation)', async () => {
+    const data = randomBytes(1536 * 1024 + 3);
+    const upload = new tus.Upload(data, {
+      endpoint,
+      parallelUploads: 3,
+      chunkSize: 128 * 1024,
+      metadata: { filename: 'parallel.bin', filetype: 'application/octet-stream' },
+    });
+    await run(upload);
+    assert.equal(sha(readFileSync(join(dir, 'parallel.bin'))), sha(data));
   });
 
   const storage = new tus.FileUrlStorage(join(dir, 'urls.json'));

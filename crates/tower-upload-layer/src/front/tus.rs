@@ -56,8 +56,8 @@ use crate::BoxError;
 /// The one version served.
 const TUS_VERSION: &str = "1.0.0";
 /// The extensions served, for `Tus-Extension`.
-const TUS_EXTENSIONS: &str =
-    "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
+const TUS_EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,\
+     expiration,checksum,concatenation";
 /// The checksum algorithms served.
 const CHECKSUM_ALGORITHMS: &str = "sha1,sha256,md5";
 /// tus' "Checksum Mismatch".
@@ -273,6 +273,15 @@ struct Sidecar {
     /// Seconds since the Unix epoch.
     expires_at: Option<u64>,
     created_at: u64,
+    /// tus concatenation: `partial` for a part of a parallel upload.
+    #[serde(default)]
+    concat: Option<String>,
+}
+
+impl Sidecar {
+    fn is_partial(&self) -> bool {
+        self.concat.as_deref() == Some("partial")
+    }
 }
 
 fn data_path(config: &Config, key: &UploadKey) -> PathBuf {
@@ -501,9 +510,20 @@ where
             "resumable uploads need the disk sink",
         );
     }
-    if parts.headers.contains_key("upload-concat") {
-        return bad_request("concatenation is not supported by this server");
-    }
+    let concat = match header(&parts.headers, "upload-concat") {
+        None if parts.headers.contains_key("upload-concat") => {
+            return bad_request("Upload-Concat must be ASCII")
+        }
+        None => None,
+        Some("partial") => Some("partial".to_owned()),
+        Some(spec) => match spec.strip_prefix("final;") {
+            Some(urls) => {
+                let urls = urls.to_owned();
+                return create_final(config, resumable, parts, &urls).await;
+            }
+            None => return bad_request("Upload-Concat must be `partial` or `final;<urls>`"),
+        },
+    };
     let length = match number(&parts.headers, "upload-length") {
         Ok(length) => length,
         Err(message) => return bad_request(message),
@@ -576,6 +596,7 @@ where
     let mut state = Resumable::default();
     state.length = length;
     state.metadata.clone_from(&raw_metadata);
+    state.concat.clone_from(&concat);
     state.expires_at = expires_at.map(|at| SystemTime::UNIX_EPOCH + Duration::from_secs(at));
     state.lease_until = Some(SystemTime::now() + tower_upload_state::UploadRegistry::RESUME_LEASE);
     info.resumable = Some(state);
@@ -625,6 +646,7 @@ where
         owner,
         expires_at,
         created_at: unix_now(),
+        concat,
     };
     let location = format!("{}{key}", resumable.path);
     let mut part = part;
@@ -793,6 +815,9 @@ async fn head(config: &Config, parts: &http::request::Parts, key: UploadKey) -> 
     }
     if let Some(metadata) = &sidecar.metadata {
         set(&mut response, "upload-metadata", metadata);
+    }
+    if let Some(concat) = &sidecar.concat {
+        set(&mut response, "upload-concat", concat);
     }
     set_expires(&mut response, sidecar.expires_at);
     no_store(&mut response);
@@ -1102,7 +1127,8 @@ async fn settle(
     success: StatusCode,
 ) -> Response<Bytes> {
     let offset = part.received();
-    let complete = sidecar.length == Some(offset);
+    // A part of a parallel upload waits, complete, for the final upload that joins it.
+    let complete = sidecar.length == Some(offset) && !sidecar.is_partial();
     let (status, message) = match outcome {
         Outcome::Failed(failure) => {
             part.fail(failure.clone()).await;
@@ -1142,6 +1168,170 @@ async fn settle(
     set(&mut response, "upload-offset", offset);
     set_expires(&mut response, sidecar.expires_at);
     response
+}
+
+// ---- concatenation ----------------------------------------------------------------------
+
+/// `POST` with `Upload-Concat: final;<url> <url> ...`: joins complete partial uploads (of the
+/// same owner) into one file that goes through the pipeline as any upload (`upload_starting`,
+/// the limits and sniffing, `file_uploading`, `upload_finishing`), then deletes the parts.
+/// The final upload is complete at once (`concatenation-unfinished` is not supported).
+async fn create_final(
+    config: Arc<Config>,
+    resumable: &ResumableConfig,
+    mut parts: http::request::Parts,
+    urls: &str,
+) -> Response<Bytes> {
+    if parts.headers.contains_key("upload-length") {
+        return bad_request("a final upload takes no Upload-Length: it is the sum of its parts");
+    }
+    if urls.len() > Resumable::MAX_LEN {
+        return bad_request("Upload-Concat is too long");
+    }
+    let owner = config.registry.owner_of(&parts);
+    let mut partials = Vec::new();
+    let mut total: u64 = 0;
+    for url in urls.split(' ').filter(|url| !url.is_empty()) {
+        let id = url
+            .rsplit_once(resumable.path.as_str())
+            .map_or(url, |(_, id)| id);
+        let Ok(key) = UploadKey::parse(id) else {
+            return bad_request(format!(
+                "Upload-Concat: {url:?} is not an upload of this server"
+            ));
+        };
+        let sidecar = match read_sidecar(&config, &key).await {
+            Some(sidecar) if !foreign(&config, sidecar.owner.as_deref(), owner.as_deref()) => {
+                sidecar
+            }
+            _ => return bad_request(format!("Upload-Concat: no partial upload {url:?}")),
+        };
+        let on_disk = file_len(data_path(&config, &key)).await.unwrap_or(0);
+        if !sidecar.is_partial() || sidecar.length != Some(on_disk) {
+            return bad_request(format!(
+                "Upload-Concat: {url:?} is not a complete partial upload"
+            ));
+        }
+        total = total.saturating_add(on_disk);
+        partials.push(key);
+    }
+    if partials.is_empty() {
+        return bad_request("Upload-Concat: final needs at least one partial upload");
+    }
+    if config.max_file_size.is_some_and(|max| total > max) {
+        return too_large(&config, "the joined upload is larger than the size limit");
+    }
+    let raw_metadata = header(&parts.headers, "upload-metadata").map(str::to_owned);
+    if raw_metadata
+        .as_ref()
+        .is_some_and(|raw| raw.len() > Resumable::MAX_LEN)
+    {
+        return bad_request("Upload-Metadata is too long");
+    }
+    let metadata = match parse_metadata(raw_metadata.as_deref().unwrap_or_default()) {
+        Ok(metadata) => metadata,
+        Err(message) => return bad_request(message),
+    };
+    let Ok(_permit) = Arc::clone(&config.limiter).try_acquire_owned() else {
+        return busy(&config);
+    };
+    let key = new_id();
+    let file_name = metadata_value(&metadata, &["filename", "name"])
+        .unwrap_or(key.as_str())
+        .to_owned();
+    let mime_type =
+        metadata_value(&metadata, &["filetype", "type", "contentType"]).map(str::to_owned);
+    let mut info = UploadInfo::new(key.clone());
+    info.owner.clone_from(&owner);
+    info.size = Some(total);
+    let mut state = Resumable::default();
+    state.length = Some(total);
+    state.metadata.clone_from(&raw_metadata);
+    state.concat = Some(format!("final;{urls}"));
+    info.resumable = Some(state);
+    let handle = match config.registry.begin(info).await {
+        Ok(handle) => handle,
+        Err(error) => return claim_error(&config, error),
+    };
+    let headers = match config.events {
+        Some(_) => Arc::new(std::mem::take(&mut parts.headers)),
+        None => Arc::default(),
+    };
+    let context = Arc::new(RequestContext::new(Arc::clone(&config), None, headers));
+    let mut part = match FilePart::start_resumable(
+        context,
+        handle,
+        &file_name,
+        mime_type.as_deref(),
+        data_path(&config, &key),
+    )
+    .await
+    {
+        Ok(part) => part,
+        Err(ended) => {
+            delete_files(&config, &key).await;
+            return failure_answer(&ended.failure.expect("a part that did not start failed"));
+        }
+    };
+    part.set_limit(limit_of(&config, Some(total)));
+    for partial in &partials {
+        if let Err(failure) = copy_into(&config, &mut part, data_path(&config, partial)).await {
+            part.fail(failure.clone()).await;
+            delete_files(&config, &key).await;
+            return failure_answer(&failure);
+        }
+    }
+    // TODO(UploadedFiles): as in `settle`, report the stored file once the type lands.
+    let ended = part.finish(&Default::default()).await;
+    delete_files(&config, &key).await;
+    if let Some(failure) = ended.failure {
+        return failure_answer(&failure);
+    }
+    for partial in &partials {
+        if let Ok(handle) = config.registry.resume(partial, owner.clone()).await {
+            handle
+                .finish(UploadStatus::Finished, FileError::None, None)
+                .await;
+        }
+        delete_files(&config, partial).await;
+    }
+    let location = format!("{}{key}", resumable.path);
+    let mut response = answer(StatusCode::CREATED);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    set(&mut response, "upload-offset", total);
+    response
+}
+
+/// Feeds the data of the file at `path` to `part`, a batch at a time.
+async fn copy_into(config: &Config, part: &mut FilePart, path: PathBuf) -> Result<(), Failure> {
+    let batch = config.buffer_size.max(64 * 1024);
+    let mut file = blocking(move || std::fs::File::open(path))
+        .await
+        .map_err(|error| Failure::io(&error, FileError::FileWriting, "read a partial upload"))?;
+    loop {
+        let (returned, chunk) = blocking(move || {
+            let mut buffer = vec![0; batch];
+            let read = std::io::Read::read(&mut file, &mut buffer);
+            (
+                file,
+                read.map(|n| {
+                    buffer.truncate(n);
+                    buffer
+                }),
+            )
+        })
+        .await;
+        file = returned;
+        let chunk = chunk.map_err(|error| {
+            Failure::io(&error, FileError::FileWriting, "read a partial upload")
+        })?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        part.push(Bytes::from(chunk)).await?;
+    }
 }
 
 // ---- DELETE (termination) -----------------------------------------------------------------
@@ -1184,6 +1374,7 @@ impl Sidecar {
             owner: None,
             expires_at: None,
             created_at: 0,
+            concat: None,
         }
     }
 }
