@@ -1,6 +1,6 @@
 // tus-js-client (Node) against the demo server's /files/ endpoint: upload, pause and resume
 // with a stored fingerprint, resume after the server process restarts, parallel uploads
-// (concatenation), termination.
+// (concatenation), the IETF draft (interop 6 and 5), termination.
 //
 // Run with scripts/test-node (it builds the demo and installs tus-js-client), or:
 //   TOWER_UPLOAD_DEMO=target/debug/examples/demo node --test tests/node/
@@ -105,6 +105,21 @@ test('tus-js-client uploads, pauses and resumes, survives a restart, terminates'
     await run(upload);
     assert.equal(sha(readFileSync(join(dir, 'parallel.bin'))), sha(data));
   });
+
+  for (const protocol of ['ietf-draft-05', 'ietf-draft-03']) {
+    await t.test(`the IETF draft: tus-js-client with protocol ${protocol}`, async () => {
+      const data = randomBytes(700 * 1024 + 1);
+      const name = `draft-${protocol}.bin`;
+      const upload = new tus.Upload(data, {
+        endpoint,
+        protocol,
+        chunkSize: 256 * 1024,
+        metadata: { filename: name },
+      });
+      await run(upload);
+      assert.equal(sha(readFileSync(join(dir, name))), sha(data));
+    });
+  }
 
   const storage = new tus.FileUrlStorage(join(dir, 'urls.json'));
   const resumeOptions = (name, data, extra = {}) => ({

@@ -111,20 +111,13 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let resumable = config
-        .resumable
-        .clone()
-        .expect("routed only when configured");
     let (parts, body) = request.into_parts();
     let method = method_of(&parts);
-    let id = parts
-        .uri
-        .path()
-        .strip_prefix(resumable.path.as_str())
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned);
     if method == Method::OPTIONS {
         return options(&config);
+    }
+    if let Some(version) = super::draft::interop_version(&parts.headers) {
+        return super::draft::handle(config, parts, body, method, version).await;
     }
     // tus 1.0: every request but OPTIONS carries the version it speaks.
     match parts
@@ -144,6 +137,30 @@ where
             return response;
         }
     }
+    dispatch(config, parts, body, method).await
+}
+
+/// Serves a tus request (the IETF draft's requests come here translated).
+pub(super) async fn dispatch<B>(
+    config: Arc<Config>,
+    parts: http::request::Parts,
+    body: B,
+    method: Method,
+) -> Response<Bytes>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let resumable = config
+        .resumable
+        .clone()
+        .expect("routed only when configured");
+    let id = parts
+        .uri
+        .path()
+        .strip_prefix(resumable.path.as_str())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
     let upload = match &id {
         None => None,
         Some(id) => match UploadKey::parse(id) {
@@ -245,6 +262,11 @@ fn set_expires(response: &mut Response<Bytes>, expires_at: Option<u64>) {
 fn options(config: &Config) -> Response<Bytes> {
     let mut response = answer(StatusCode::NO_CONTENT);
     let headers = response.headers_mut();
+    // The IETF draft's clients look for this.
+    headers.insert(
+        "accept-patch",
+        HeaderValue::from_static("application/partial-upload, application/offset+octet-stream"),
+    );
     headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     headers.insert("tus-extension", HeaderValue::from_static(TUS_EXTENSIONS));
     headers.insert(
