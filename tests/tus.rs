@@ -673,3 +673,163 @@ async fn partial_uploads_are_joined_by_a_final_one() {
     assert!(resumable_files(&server).is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn events_see_every_chunk_and_the_end_of_a_tus_upload() {
+    use std::sync::{Arc, Mutex};
+    use tower_upload_layer::{FileChunk, UploadFinished};
+    let chunks: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
+    let finished: Arc<Mutex<Vec<UploadFinished>>> = Arc::default();
+    let server = TestServer::start({
+        let (chunks, finished) = (chunks.clone(), finished.clone());
+        move |layer| {
+            tus(layer)
+                .on_file_uploading(move |chunk: FileChunk| {
+                    chunks
+                        .lock()
+                        .unwrap()
+                        .push((chunk.offset, chunk.data.len()));
+                    async { Ok(()) }
+                })
+                .on_upload_finished(move |event: UploadFinished| {
+                    finished.lock().unwrap().push(event);
+                    async {}
+                })
+        }
+    })
+    .await;
+    let url = create(&server, 10, "ev.txt").await;
+    assert_eq!(patch(&server, &url, 0, b"01234").await.status, 204);
+    assert!(finished.lock().unwrap().is_empty(), "a pause is not an end");
+    assert_eq!(patch(&server, &url, 5, b"56789").await.status, 204);
+    eventually("upload_finished ran", || async {
+        !finished.lock().unwrap().is_empty()
+    })
+    .await;
+    let event = finished.lock().unwrap().remove(0);
+    assert_eq!(event.info.key.as_str(), id(&url));
+    assert_eq!(event.path, Some(server.uploads().join("ev.txt")));
+    let seen = chunks.lock().unwrap().clone();
+    assert_eq!(seen.iter().map(|(_, len)| len).sum::<usize>(), 10);
+    assert!(
+        seen.iter().any(|&(offset, _)| offset == 5),
+        "offsets are absolute: {seen:?}"
+    );
+    server.stop().await;
+}
+
+/// The CORS set-up browser tus clients need (README "Resumable uploads"): preflights are
+/// answered by tower-http's `CorsLayer` outside the upload layer, and tus' answer headers
+/// are exposed.
+#[tokio::test]
+async fn cors_for_browser_tus_clients() {
+    use http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let registry = UploadRegistry::new();
+    let dir = tempfile::tempdir().unwrap();
+    let tus_headers = |names: &[&'static str]| -> Vec<HeaderName> {
+        names
+            .iter()
+            .map(|name| HeaderName::from_static(name))
+            .collect()
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::exact(HeaderValue::from_static(
+            "http://app.example",
+        )))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::HEAD,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(tus_headers(&[
+            "authorization",
+            "content-type",
+            "x-requested-with",
+            "x-http-method-override",
+            "tus-resumable",
+            "upload-length",
+            "upload-offset",
+            "upload-metadata",
+            "upload-defer-length",
+            "upload-concat",
+            "upload-checksum",
+            "upload-complete",
+            "upload-draft-interop-version",
+            "content-disposition",
+        ]))
+        .expose_headers(tus_headers(&[
+            "location",
+            "tus-resumable",
+            "tus-version",
+            "tus-max-size",
+            "tus-extension",
+            "tus-checksum-algorithm",
+            "upload-offset",
+            "upload-length",
+            "upload-metadata",
+            "upload-defer-length",
+            "upload-concat",
+            "upload-expires",
+            "upload-complete",
+            "upload-limit",
+        ]))
+        .max_age(Duration::from_secs(86_400));
+    let app = axum::Router::new()
+        .layer(
+            UploadLayer::new(registry.clone())
+                .upload_dir(dir.path().join("uploads"))
+                .resumable_path("/files/"),
+        )
+        .layer(cors);
+    let server = TestServer::serve(app, registry, dir).await;
+    let origin = h("Origin", "http://app.example");
+    let preflight = send(
+        server.addr,
+        "OPTIONS",
+        "/files/",
+        &[
+            origin.clone(),
+            h("Access-Control-Request-Method", "POST"),
+            h(
+                "Access-Control-Request-Headers",
+                "tus-resumable,upload-length,upload-metadata",
+            ),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.status, 200, "{preflight:?}");
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("http://app.example")
+    );
+    assert!(preflight
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("upload-length"));
+    let created = send(
+        server.addr,
+        "POST",
+        "/files/",
+        &[origin, version(), h("Upload-Length", 3)],
+        b"",
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        created.header("access-control-allow-origin"),
+        Some("http://app.example")
+    );
+    let exposed = created
+        .header(header::ACCESS_CONTROL_EXPOSE_HEADERS.as_str())
+        .unwrap();
+    for name in ["location", "upload-offset", "tus-resumable"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+    server.stop().await;
+}
