@@ -6,50 +6,12 @@
 //   TOWER_UPLOAD_DEMO=target/debug/examples/demo node --test tests/node/
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import * as tus from 'tus-js-client';
-
-const demo = resolve(process.env.TOWER_UPLOAD_DEMO ?? '../../target/debug/examples/demo');
-
-async function freePort() {
-  return new Promise((ok, fail) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => ok(port));
-    });
-    server.on('error', fail);
-  });
-}
-
-/** Starts the demo on `port` storing into `dir`; resolves once it listens. */
-async function startServer(port, dir) {
-  const child = spawn(demo, ['--addr', `127.0.0.1:${port}`, '--upload-dir', dir, '--max-file-size', '64MiB'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise((ok, fail) => {
-    let out = '';
-    child.stdout.on('data', (data) => {
-      out += data;
-      if (out.includes('resumable (tus 1.0) uploads at')) ok();
-    });
-    child.on('exit', (code) => fail(new Error(`demo exited with ${code}: ${out}`)));
-  });
-  return child;
-}
-
-async function stopServer(child) {
-  const exited = new Promise((ok) => child.on('exit', ok));
-  child.kill('SIGKILL');
-  await exited;
-}
-
-const sha = (data) => createHash('sha256').update(data).digest('hex');
+import { freePort, sha, startServer, stopServer, waitFor } from './lib.mjs';
 
 /** Runs an upload to its end; `options.onProgress` may abort it. */
 function run(upload) {
@@ -58,15 +20,6 @@ function run(upload) {
     upload.options.onError = fail;
     upload.start();
   });
-}
-
-async function waitFor(what, check, ms = 10000) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await new Promise((ok) => setTimeout(ok, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 test('tus-js-client uploads, pauses and resumes, survives a restart, terminates', async (t) => {
