@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -59,7 +59,9 @@ function pageServer(demoPort) {
   });
 }
 
-test('Uppy Dashboard + Tus in Chromium: several files, one paused and resumed', async (t) => {
+const skip = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (tests/browser/run.sh installs Debian's chromium)`;
+
+test('Uppy Dashboard + Tus in Chromium: several files, one paused and resumed', { skip }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tus-uppy-'));
   const demoPort = await freePort();
   const server = await startServer(demoPort, dir);

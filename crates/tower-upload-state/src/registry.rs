@@ -704,6 +704,7 @@ impl Drop for Reservation<'_> {
 /// | cancel watch | [`UploadHandle::cancelled`] (a future to `select!` on), [`UploadHandle::is_cancel_requested`] | set by `command=cancel` here or on another instance, or by [`UploadHandle::request_cancel`] |
 /// | end | [`UploadHandle::finish`] with a terminal status, or [`UploadHandle::abandon`] for a claim that never started | exactly one of them |
 /// | disconnect | drop the handle | dropping an unfinished handle records status 8 (`CanceledByClientConnection`) |
+/// | resumable: between requests | [`UploadHandle::pause`] to give the upload back; [`UploadRegistry::resume`] to take it for the next request | a paused upload stays in flight (status 1, `bytesUploaded` = the offset stored) for the status service; [`UploadHandle::yield_requested`] resolves when a newer request wants it ([`UploadRegistry::request_yield`]); [`UploadHandle::renew_lease`] keeps a long request's claim |
 ///
 /// The registry guarantees, whatever the front-end:
 ///
