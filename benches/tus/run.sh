@@ -86,7 +86,7 @@ for rep in $(seq "$reps"); do
   ours+=("$(measure "$ours_pid" tus_patch "$ours_port")")
   peer+=("$(measure "$peer_pid" tus_patch "$peer_port")")
   mp+=("$(measure "$ours_pid" multipart "$ours_port" "bench$rep")")
-  rm -rf "$work/ours"/*.bin "$work/ours"/mp-* "$work/peer"/* 2>/dev/null || true
+  find "$work/ours" "$work/peer" -type f -delete
 done
 echo "tus PATCH, one ${size_mib} MiB upload at a time, loopback, medians of $reps:"
 report "tower-upload tus PATCH" "${ours[@]}"
