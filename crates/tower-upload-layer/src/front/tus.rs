@@ -373,19 +373,29 @@ fn foreign(config: &Config, record_owner: Option<&str>, owner: Option<&str>) -> 
     record_owner != owner && (record_owner.is_some() || config.registry.binds_owners())
 }
 
-/// A fresh, unguessable upload id: 32 characters from `[A-Za-z0-9]` (190 bits).
+/// A fresh, unguessable upload id: 32 characters from `[A-Za-z0-9]` (190 bits from the
+/// operating system's random source).
 fn new_id() -> UploadKey {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut id = String::with_capacity(ID_LEN);
+    let mut random = [0u8; 64];
     while id.len() < ID_LEN {
-        let mut random = ClaimToken::random().as_u128();
-        // 21 digits of base 62 fit in 125 bits: each is uniform.
-        for _ in 0..21 {
+        if getrandom::fill(&mut random).is_err() {
+            // No OS randomness (practically never): the registry's token source, keyed from
+            // it at start-up.
+            for (chunk, token) in random
+                .chunks_mut(16)
+                .zip(std::iter::repeat_with(ClaimToken::random))
+            {
+                chunk.copy_from_slice(&token.as_u128().to_le_bytes());
+            }
+        }
+        // Bytes of 248 and up are skipped so that every character is equally likely.
+        for &byte in random.iter().filter(|&&byte| byte < 248) {
             if id.len() == ID_LEN {
                 break;
             }
-            id.push(ALPHABET[(random % 62) as usize] as char);
-            random /= 62;
+            id.push(ALPHABET[usize::from(byte % 62)] as char);
         }
     }
     UploadKey::parse(&id).expect("alphanumerics make a valid key")
