@@ -833,3 +833,62 @@ async fn cors_for_browser_tus_clients() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn termination_of_a_paused_upload_tells_upload_finished() {
+    use std::sync::{Arc, Mutex};
+    use tower_upload_layer::UploadFinished;
+    let finished: Arc<Mutex<Vec<UploadFinished>>> = Arc::default();
+    let server = TestServer::start({
+        let finished = finished.clone();
+        move |layer| {
+            tus(layer).on_upload_finished(move |event: UploadFinished| {
+                finished.lock().unwrap().push(event);
+                async {}
+            })
+        }
+    })
+    .await;
+    let url = create(&server, 10, "t.txt").await;
+    assert_eq!(patch(&server, &url, 0, b"0123").await.status, 204);
+    let response = send(server.addr, "DELETE", &url, &[version()], b"").await;
+    assert_eq!(response.status, 204);
+    eventually("upload_finished ran", || async {
+        !finished.lock().unwrap().is_empty()
+    })
+    .await;
+    let event = finished.lock().unwrap().remove(0);
+    assert_eq!(event.info.status.code(), 4);
+    assert_eq!(event.info.bytes_uploaded, 4);
+    assert_eq!(event.path, None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_patch_is_cut_off_with_408_and_keeps_its_data() {
+    let server =
+        TestServer::start(|layer| tus(layer).idle_timeout(Some(Duration::from_millis(300)))).await;
+    let url = create(&server, 100, "slow.txt").await;
+    let mut request = StreamingRequest::open(
+        server.addr,
+        "PATCH",
+        &url,
+        &[
+            version(),
+            h("Upload-Offset", 0),
+            h("Content-Type", "application/offset+octet-stream"),
+        ],
+        Some(100),
+    )
+    .await;
+    request.write(b"0123456789").await;
+    let response = request.response_now().await;
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_eq!(response.header("upload-offset"), Some("10"));
+    assert_eq!(
+        head(&server, &url).await.header("upload-offset"),
+        Some("10")
+    );
+    assert_eq!(codes(&server.status(id(&url)).await), (1, -1));
+    server.stop().await;
+}

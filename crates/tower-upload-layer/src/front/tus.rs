@@ -778,7 +778,7 @@ fn claim_error(config: &Config, error: ClaimError) -> Response<Bytes> {
 
 /// An upload as a request finds it: its description, and who holds it.
 async fn find(
-    config: &Config,
+    config: &Arc<Config>,
     parts: &http::request::Parts,
     key: &UploadKey,
 ) -> Result<Sidecar, Response<Bytes>> {
@@ -796,7 +796,11 @@ async fn find(
     Ok(sidecar)
 }
 
-async fn head(config: &Config, parts: &http::request::Parts, key: UploadKey) -> Response<Bytes> {
+async fn head(
+    config: &Arc<Config>,
+    parts: &http::request::Parts,
+    key: UploadKey,
+) -> Response<Bytes> {
     let owner = config.registry.owner_of(parts);
     let sidecar = match find(config, parts, &key).await {
         Ok(sidecar) => sidecar,
@@ -1369,7 +1373,7 @@ async fn copy_into(config: &Config, part: &mut FilePart, path: PathBuf) -> Resul
 // ---- DELETE (termination) -----------------------------------------------------------------
 
 async fn terminate(
-    config: &Config,
+    config: &Arc<Config>,
     parts: &http::request::Parts,
     key: UploadKey,
 ) -> Response<Bytes> {
@@ -1377,63 +1381,55 @@ async fn terminate(
         return response;
     }
     let owner = config.registry.owner_of(parts);
-    // A request streaming it stops and ends it; a paused one is ended by the registry.
-    let _ = config.registry.cancel_for(&key, owner.as_deref()).await;
-    config.registry.wait_released(&key, TAKEOVER_WAIT).await;
-    if let Ok(Some(record)) = config.registry.snapshot(&key).await {
-        if record.status.is_in_flight() {
-            // Not paused nor streaming here (a crash left it): end it from here.
-            if let Ok(handle) = revive(config, &key, owner, &Sidecar::placeholder()).await {
-                handle
-                    .finish(UploadStatus::CanceledByClientCommand, FileError::None, None)
-                    .await;
-            }
+    match config.registry.resume(&key, owner.clone()).await {
+        // Paused: end it here, and tell the `upload_finished` handlers.
+        Ok(handle) => {
+            let info = handle
+                .finish(UploadStatus::CanceledByClientCommand, FileError::None, None)
+                .await;
+            announce_end(config, &info);
         }
+        // Streaming (here, or on an instance sharing the store): that request stops and
+        // ends it, as a `command=cancel` would.
+        Err(ClaimError::InFlight) => {
+            let _ = config.registry.cancel_for(&key, owner.as_deref()).await;
+            config.registry.wait_released(&key, TAKEOVER_WAIT).await;
+        }
+        // Unknown to the registry (a restart with the memory store): the files are all.
+        Err(_) => {}
     }
     delete_files(config, &key).await;
     answer(StatusCode::NO_CONTENT)
 }
 
-impl Sidecar {
-    fn placeholder() -> Self {
-        Self {
-            length: None,
-            metadata: None,
-            file_name: String::new(),
-            mime_type: String::new(),
-            stored_name: String::new(),
-            folder: PathBuf::new(),
-            owner: None,
-            expires_at: None,
-            created_at: 0,
-            concat: None,
-        }
+/// Tells the `upload_finished` handlers of an upload that ended between requests (terminated
+/// or expired while paused).
+fn announce_end(config: &Arc<Config>, info: &UploadInfo) {
+    if config.events.is_some() {
+        let context = RequestContext::new(Arc::clone(config), None, Arc::default());
+        // The handlers run when the context is dropped, here.
+        context.ended(info, None);
     }
 }
 
 // ---- expiration -----------------------------------------------------------------------------
 
 /// Ends an expired upload: its record (status 8, "expired") and its files.
-async fn expire(config: &Config, key: &UploadKey) {
+async fn expire(config: &Arc<Config>, key: &UploadKey) {
     trace!(info, key = %key, "resumable upload expired");
-    if let Ok(handle) = config.registry.resume(key, None).await {
-        handle
+    let owner = match config.registry.snapshot(key).await {
+        Ok(Some(record)) => record.owner,
+        _ => None,
+    };
+    if let Ok(handle) = config.registry.resume(key, owner).await {
+        let info = handle
             .finish(
                 UploadStatus::CanceledByClientConnection,
                 FileError::None,
                 Some("the upload expired".into()),
             )
             .await;
-    } else if let Ok(Some(record)) = config.registry.snapshot(key).await {
-        if let Ok(handle) = config.registry.resume(key, record.owner).await {
-            handle
-                .finish(
-                    UploadStatus::CanceledByClientConnection,
-                    FileError::None,
-                    Some("the upload expired".into()),
-                )
-                .await;
-        }
+        announce_end(config, &info);
     }
     delete_files(config, key).await;
 }
