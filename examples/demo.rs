@@ -68,7 +68,9 @@ Options:
   -h, --help                    print this help
 
 Pages: / (the demo's own), /igupload (the igUpload widget), /form (a plain HTML form, no
-JavaScript, posting to /form/upload), /uppy (the Uppy Dashboard), /metrics
+JavaScript, posting to /form/upload), /uppy (the Uppy Dashboard), /metrics.
+Resumable uploads (tus 1.0.0, e.g. tus-js-client or Uppy's @uppy/tus) are served at /files/
+with the same size limit, allowed types and events as the upload path.
 ";
 
 /// The demo's own upload page and its assets, compiled in.
@@ -353,7 +355,9 @@ async fn main() {
         .upload_path(args.upload_path.clone())
         .upload_dir(args.upload_dir.clone())
         .max_file_size(args.max_file_size)
-        .allowed_mime_types(&args.allowed_mime_types);
+        .allowed_mime_types(&args.allowed_mime_types)
+        // Resumable uploads (tus 1.0) at /files/, under the same limits and events.
+        .resumable_path("/files/");
 
     let app = Router::new()
         .route("/", get(index))
@@ -391,6 +395,7 @@ async fn main() {
     let addr = listener.local_addr().unwrap_or(args.addr);
     println!("tower-upload demo on http://{addr}/");
     println!("uploads are stored in {}", args.upload_dir.display());
+    println!("resumable (tus 1.0) uploads at http://{addr}/files/");
     println!(
         "largest file: {}; allowed types: {}; uploads POST to {}, status at {}",
         human_size(args.max_file_size),

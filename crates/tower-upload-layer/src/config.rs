@@ -180,6 +180,33 @@ pub(crate) struct Config {
     pub(crate) limiter: Arc<Semaphore>,
     /// When the next orphan sweep is due, in milliseconds since the Unix epoch (0: now).
     pub(crate) next_sweep: Arc<AtomicU64>,
+    /// Resumable uploads (tus 1.0, the IETF draft); `None` when off.
+    pub(crate) resumable: Option<ResumableConfig>,
+}
+
+/// The default time an unfinished resumable upload is kept after its last request.
+pub const DEFAULT_RESUMABLE_EXPIRATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The name of the folder, inside the temp folder, that holds resumable uploads' files.
+pub const RESUMABLE_SUBDIR: &str = "resumable";
+
+/// How resumable uploads are served.
+#[derive(Clone, Debug)]
+pub(crate) struct ResumableConfig {
+    /// The URL path of the upload collection, ending with `/` (uploads are `{path}{id}`).
+    pub(crate) path: String,
+    /// How long an unfinished upload is kept after its last request; `None`: until finished
+    /// or terminated.
+    pub(crate) expiration: Option<Duration>,
+    /// When the next expiration sweep is due, in milliseconds since the Unix epoch.
+    pub(crate) next_sweep: Arc<AtomicU64>,
+}
+
+impl Config {
+    /// The folder of resumable uploads' files.
+    pub(crate) fn resumable_dir(&self) -> PathBuf {
+        self.temp_dir().join(RESUMABLE_SUBDIR)
+    }
 }
 
 impl Config {
@@ -212,6 +239,7 @@ impl Config {
             digest: None,
             limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_UPLOADS)),
             next_sweep: Arc::new(AtomicU64::new(0)),
+            resumable: None,
         }
     }
 
@@ -270,6 +298,7 @@ impl fmt::Debug for Config {
             .field("redirect", &self.redirect)
             .field("forward", &self.forward)
             .field("digest", &self.digest)
+            .field("resumable", &self.resumable)
             .finish_non_exhaustive()
     }
 }

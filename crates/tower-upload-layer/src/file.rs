@@ -43,6 +43,8 @@ pub(crate) struct TempUpload {
     pending: Vec<Bytes>,
     pending_len: usize,
     buffer_size: usize,
+    /// A resumable upload's file: kept (not deleted) when dropped.
+    keep_on_drop: bool,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,7 @@ impl TempUpload {
             pending: Vec::with_capacity(16),
             pending_len: 0,
             buffer_size,
+            keep_on_drop: false,
         })
     }
 
@@ -137,8 +140,113 @@ impl Drop for TempUpload {
     fn drop(&mut self) {
         // A write in flight still owns the file: its task drops (and so deletes) it when done.
         if let Some(file) = self.file.take() {
-            discard(file);
+            if self.keep_on_drop {
+                let _ = file.into_temp_path().keep();
+            } else {
+                discard(file);
+            }
         }
+    }
+}
+
+// ---- Resumable uploads (tus, the IETF draft) ------------------------------------------
+//
+// A resumable upload's file has a fixed name made from its id, in a folder of its own (the
+// orphan sweep, which reads only the temp folder itself, never sees it; the expiration sweep
+// manages it). It is locked while a request appends to it, and unlocked between requests.
+
+impl TempUpload {
+    /// Opens (creating it, mode 0600, when `create`) the resumable file at `path` to append at
+    /// `offset`: a longer file is cut back to `offset` (bytes past the stored offset were never
+    /// acknowledged). Returns the file and its length, which is less than `offset` only if
+    /// data was lost (the caller then goes on from there). Fails with `WouldBlock` when
+    /// another request holds the file.
+    pub(crate) async fn open_resumable(
+        path: PathBuf,
+        offset: u64,
+        create: bool,
+        buffer_size: usize,
+    ) -> io::Result<(Self, u64)> {
+        let (file, len) = blocking(move || {
+            use std::io::Seek;
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true).write(true).create(create);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::from(io::ErrorKind::WouldBlock))
+                }
+                // No locks on this file system: go on unlocked.
+                Err(std::fs::TryLockError::Error(_)) => {}
+            }
+            let mut len = file.metadata()?.len();
+            if len > offset {
+                file.set_len(offset)?;
+                len = offset;
+            }
+            file.seek(io::SeekFrom::End(0))?;
+            let file = NamedTempFile::from_parts(file, tempfile::TempPath::try_from_path(path)?);
+            Ok::<_, io::Error>((file, len))
+        })
+        .await?;
+        Ok((
+            Self {
+                file: Some(file),
+                writing: None,
+                pending: Vec::with_capacity(16),
+                pending_len: 0,
+                buffer_size,
+                keep_on_drop: true,
+            },
+            len,
+        ))
+    }
+
+    /// Writes what is pending and cuts the file back to `len` bytes (a discarded chunk).
+    pub(crate) async fn truncate(&mut self, len: u64) -> io::Result<()> {
+        if self.pending_len > 0 {
+            self.start_write().await?;
+        }
+        self.wait_write().await?;
+        let file = self.file.take().expect("no write is in flight");
+        let (file, result) = blocking(move || {
+            use std::io::Seek;
+            let result = file
+                .as_file()
+                .set_len(len)
+                .and_then(|()| file.as_file().seek(io::SeekFrom::End(0)).map(drop));
+            (file, result)
+        })
+        .await;
+        self.file = Some(file);
+        result
+    }
+
+    /// Writes what is pending and closes the file, keeping it (unlocked) for the next request;
+    /// `durable` syncs it first.
+    pub(crate) async fn keep(mut self, durable: bool) -> io::Result<()> {
+        let file = self.finish_in_place().await?;
+        blocking(move || {
+            if durable {
+                file.as_file().sync_data()?;
+            }
+            file.into_temp_path()
+                .keep()
+                .map(drop)
+                .map_err(|error| error.error)
+        })
+        .await
+    }
+
+    async fn finish_in_place(&mut self) -> io::Result<NamedTempFile> {
+        if self.pending_len > 0 {
+            self.start_write().await?;
+        }
+        self.wait_write().await?;
+        Ok(self.file.take().expect("no write is in flight"))
     }
 }
 

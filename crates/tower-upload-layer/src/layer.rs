@@ -636,6 +636,62 @@ impl<M> UploadLayer<M> {
         self
     }
 
+    // ---- Resumable uploads (tus 1.0, the IETF draft) -----------------------------------
+
+    /// Serves resumable uploads under `path` (e.g. `"/files/"`): tus 1.0.0 (core, creation,
+    /// creation-with-upload, creation-defer-length, termination, expiration, checksum) and
+    /// the IETF resumable-upload draft. `POST {path}` creates an upload at `{path}{id}`;
+    /// `HEAD`, `PATCH` and `DELETE` on it resume, append and terminate. `GET` requests pass
+    /// through to the inner service. The same limits, events, owner binding and registry
+    /// apply as for multipart uploads: `max_file_size` is `Tus-Max-Size`,
+    /// `allowed_mime_types` applies to the `filetype` metadata, the id is the registry key.
+    ///
+    /// Resumable uploads need the disk sink: with another sink, creation answers 501.
+    #[must_use]
+    pub fn resumable_path(mut self, path: impl Into<String>) -> Self {
+        let mut path = path.into();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        let config = self.config();
+        let expiration = config
+            .resumable
+            .as_ref()
+            .map_or(Some(crate::DEFAULT_RESUMABLE_EXPIRATION), |r| r.expiration);
+        config.resumable = Some(crate::config::ResumableConfig {
+            path,
+            expiration,
+            next_sweep: Arc::default(),
+        });
+        self
+    }
+
+    /// How long an unfinished resumable upload is kept after its last request (default
+    /// [`DEFAULT_RESUMABLE_EXPIRATION`](crate::DEFAULT_RESUMABLE_EXPIRATION), a day; `None`
+    /// keeps it until finished or terminated). Expired uploads answer 404 and are deleted,
+    /// data and record, by a sweep that runs at most once a minute as uploads are created
+    /// (or by [`sweep_expired`](Self::sweep_expired)). Call after
+    /// [`resumable_path`](Self::resumable_path).
+    #[must_use]
+    pub fn resumable_expiration(mut self, expiration: Option<Duration>) -> Self {
+        if let Some(resumable) = self.config().resumable.as_mut() {
+            resumable.expiration = expiration;
+        }
+        self
+    }
+
+    /// Deletes the resumable uploads that expired, data and record; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The folder of resumable uploads cannot be read (a missing folder is not an error).
+    pub async fn sweep_expired(&self) -> io::Result<usize> {
+        crate::front::tus::sweep_expired(Arc::clone(&self.config)).await
+    }
+
     /// Deletes temp files that a crash or kill left in the temp folder: older than
     /// [`orphan_age`](Self::orphan_age) and held by no live upload. Runs by itself on the
     /// first upload and then once per `orphan_age`; call it at start-up to run it sooner.

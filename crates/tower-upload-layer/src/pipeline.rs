@@ -20,7 +20,7 @@
 //! 8 through the registry handle, deletes the temp file, aborts a custom writer, and still
 //! tells the `upload_finished` handlers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -36,7 +36,7 @@ use crate::events::{
     UploadStarting,
 };
 use crate::failure::Failure;
-use crate::file::{persist, PersistError, StoreOptions};
+use crate::file::{blocking, persist, PersistError, StoreOptions, TempUpload};
 use crate::mime::essence;
 use crate::names::sanitize_file_name;
 use crate::results::{Stored, UploadedFile};
@@ -178,6 +178,9 @@ pub(crate) struct FilePart {
     digester: Option<Digester>,
     /// The client's digest header, until the digester is made from it.
     digest_header: Option<String>,
+    /// A resumable upload's file (see the resumable section below), opened by `open`
+    /// instead of the sink's writer.
+    resumable_file: Option<PathBuf>,
 }
 
 impl FilePart {
@@ -219,6 +222,7 @@ impl FilePart {
             sniffed: None,
             digester: None,
             digest_header: digest.map(str::to_owned),
+            resumable_file: None,
             context,
         };
         match part.open(fields).await {
@@ -293,13 +297,20 @@ impl FilePart {
             name: self.stored_name.clone(),
             mime_type: self.mime_type.clone(),
         };
-        let writer = Writer::open(
-            &config.sink,
-            || config.temp_dir(),
-            config.buffer_size,
-            sink_file,
-        )
-        .await
+        let writer = match self.resumable_file.take() {
+            Some(path) => TempUpload::open_resumable(path, 0, true, config.buffer_size)
+                .await
+                .map(|(file, _)| Writer::Disk(file)),
+            None => {
+                Writer::open(
+                    &config.sink,
+                    || config.temp_dir(),
+                    config.buffer_size,
+                    sink_file,
+                )
+                .await
+            }
+        }
         .map_err(|error| Failure::io(&error, FileError::FileStarting, "create the file"))?;
         self.writer = Some(writer);
         Ok(())
@@ -584,4 +595,173 @@ fn kept_name(raw: &str) -> String {
         end -= 1;
     }
     raw[..end].to_owned()
+}
+
+// ---- Resumable uploads (tus, the IETF draft) ------------------------------------------
+//
+// A resumable upload is one file part spread over several requests: `start_resumable` at
+// creation (status 1, the checks, `upload_starting`), `resume` for every later request, and
+// between requests `pause` (the data written so far is kept, the record waits in the store).
+// The last request ends it with `finish` (or `fail`) as any part.
+
+/// What a resumed part needs to know of its upload (kept by the front-end between requests).
+#[derive(Debug, Clone)]
+pub(crate) struct ResumedFile {
+    /// The data file.
+    pub(crate) path: PathBuf,
+    /// The bytes stored so far (the offset).
+    pub(crate) offset: u64,
+    /// The client's file name and declared type.
+    pub(crate) file_name: String,
+    pub(crate) mime_type: String,
+    /// The sanitised final name and folder chosen at creation.
+    pub(crate) stored_name: String,
+    pub(crate) folder: PathBuf,
+}
+
+impl FilePart {
+    /// Creation of a resumable upload whose data goes to `path` (created empty): status 1, the
+    /// name and type checks, `upload_starting`. The caller then pushes any body and pauses.
+    pub(crate) async fn start_resumable(
+        context: Arc<RequestContext>,
+        handle: UploadHandle,
+        file_name: &str,
+        content_type: Option<&str>,
+        path: PathBuf,
+    ) -> Result<Self, Ended> {
+        let fields = Fields::default();
+        let mut part = Self::start_deferred(context, handle, file_name, content_type);
+        part.resumable_file = Some(path);
+        match part.open(&fields).await {
+            Ok(()) => Ok(part),
+            Err(failure) => Err(part.fail(failure).await),
+        }
+    }
+
+    fn start_deferred(
+        context: Arc<RequestContext>,
+        handle: UploadHandle,
+        file_name: &str,
+        content_type: Option<&str>,
+    ) -> Self {
+        let config = &context.config;
+        let sniffing = config.sniff_mime_types && !config.allowed_mime_types.is_any();
+        let mime_type =
+            essence(content_type.unwrap_or("application/octet-stream")).to_ascii_lowercase();
+        Self {
+            handle: Some(handle),
+            writer: None,
+            field_name: None,
+            raw_name: file_name.to_owned(),
+            stored_name: String::new(),
+            folder: config.upload_dir.clone(),
+            mime_type,
+            limit: config.max_file_size,
+            received: 0,
+            head: sniffing.then(|| Vec::with_capacity(SNIFF_LEN)),
+            sniffed: None,
+            // tus has a checksum extension of its own; the configured digest covers the
+            // bytes of one request only here, so it is not computed for resumable uploads.
+            digester: None,
+            digest_header: None,
+            resumable_file: None,
+            context,
+        }
+    }
+
+    /// A later request of a resumable upload: reopens its file at the stored offset (the
+    /// checks and `upload_starting` ran at creation). Status stays 1.
+    pub(crate) async fn resume(
+        context: Arc<RequestContext>,
+        handle: UploadHandle,
+        file: ResumedFile,
+    ) -> Result<Self, Ended> {
+        let mut part =
+            Self::start_deferred(context, handle, &file.file_name, Some(&file.mime_type));
+        part.stored_name = file.stored_name;
+        part.folder = file.folder;
+        let buffer_size = part.context.config.buffer_size;
+        let opened =
+            TempUpload::open_resumable(file.path.clone(), file.offset, false, buffer_size).await;
+        let (temp, len) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                let failure = Failure::io(&error, FileError::FileWriting, "open the file");
+                return Err(part.fail(failure).await);
+            }
+        };
+        part.received = len;
+        part.handle().set_bytes(len);
+        part.writer = Some(Writer::Disk(temp));
+        if let Some(head) = part.head.as_mut() {
+            if len >= SNIFF_LEN as u64 {
+                // Checked when the first bytes arrived.
+                part.head = None;
+            } else if len > 0 {
+                let path = file.path;
+                let first = blocking(move || std::fs::read(path))
+                    .await
+                    .unwrap_or_default();
+                head.extend_from_slice(&first[..first.len().min(len as usize)]);
+            }
+        }
+        Ok(part)
+    }
+
+    /// The sanitised final name.
+    pub(crate) fn stored_name(&self) -> &str {
+        &self.stored_name
+    }
+
+    /// The folder the file is stored in.
+    pub(crate) fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// The bytes stored (or being stored) so far: the offset.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Sets the most bytes the file may have (the declared length, the size limit).
+    pub(crate) fn set_limit(&mut self, limit: Option<u64>) {
+        self.limit = limit;
+    }
+
+    /// The registry handle of the live part.
+    pub(crate) fn upload(&self) -> &UploadHandle {
+        self.handle()
+    }
+
+    /// Discards what was received after `offset` (a chunk that failed its checksum or went
+    /// past the length): the file is cut back and the count goes back.
+    pub(crate) async fn rewind(&mut self, offset: u64) -> Result<(), Failure> {
+        if let Some(Writer::Disk(temp)) = self.writer.as_mut() {
+            temp.truncate(offset)
+                .await
+                .map_err(|error| Failure::io(&error, FileError::FileWriting, "write the file"))?;
+        }
+        self.received = offset;
+        self.handle().set_bytes(offset);
+        if let Some(head) = self.head.as_mut() {
+            head.truncate(offset as usize);
+        }
+        Ok(())
+    }
+
+    /// Ends this request of a resumable upload without ending the upload: what was received
+    /// is written and kept, the record is paused at that offset. A write failure ends the
+    /// upload instead.
+    pub(crate) async fn pause(mut self) -> Result<UploadInfo, Ended> {
+        let durable = self.context.config.durable;
+        if let Some(Writer::Disk(temp)) = self.writer.take() {
+            if let Err(error) = temp.keep(durable).await {
+                let failure = Failure::io(&error, FileError::FileWriting, "write the file");
+                return Err(self.fail(failure).await);
+            }
+        }
+        let handle = self.handle.take().expect("live until it ends");
+        handle.set_bytes(self.received);
+        Ok(handle.pause().await)
+    }
 }

@@ -85,10 +85,30 @@ impl<S, M> Upload<S, M> {
         self.inner
     }
 
-    /// Whether the layer answers `request` itself.
-    fn intercepts<B>(&self, request: &Request<B>) -> bool {
-        request.method() == Method::POST && request.uri().path() == self.config.upload_path
+    /// Which front-end, if any, answers `request`.
+    fn intercepts<B>(&self, request: &Request<B>) -> Route {
+        let path = request.uri().path();
+        if request.method() == Method::POST && path == self.config.upload_path {
+            return Route::Multipart;
+        }
+        match &self.config.resumable {
+            Some(resumable) if front::tus::is_resumable_request(resumable, request) => {
+                Route::Resumable
+            }
+            _ => Route::Pass,
+        }
     }
+}
+
+/// How [`Upload`] classifies a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// A multipart `POST` to the upload path.
+    Multipart,
+    /// A request of a resumable protocol (tus, the IETF draft) under the resumable path.
+    Resumable,
+    /// Anything else: the inner service's, untouched.
+    Pass,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Upload<S, Answer>
@@ -107,11 +127,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if self.intercepts(&request) {
-            let config = Arc::clone(&self.config);
-            ResponseFuture::upload(Box::pin(front::multipart::handle(config, request)))
-        } else {
-            ResponseFuture::inner(self.inner.call(request))
+        match self.intercepts(&request) {
+            Route::Multipart => {
+                let config = Arc::clone(&self.config);
+                ResponseFuture::upload(Box::pin(front::multipart::handle(config, request)))
+            }
+            Route::Resumable => {
+                let config = Arc::clone(&self.config);
+                ResponseFuture::upload(Box::pin(front::tus::handle(config, request)))
+            }
+            Route::Pass => ResponseFuture::inner(self.inner.call(request)),
         }
     }
 }
@@ -134,8 +159,17 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if !self.intercepts(&request) {
-            return ForwardFuture::inner(self.inner.call(request));
+        match self.intercepts(&request) {
+            Route::Pass => return ForwardFuture::inner(self.inner.call(request)),
+            Route::Resumable => {
+                // Resumable uploads answer in their protocol's terms.
+                let config = Arc::clone(&self.config);
+                return ForwardFuture::upload(Box::pin(async move {
+                    let answer = front::tus::handle(config, request).await;
+                    Ok(answer.map(ResponseBody::answer))
+                }));
+            }
+            Route::Multipart => {}
         }
         // The service that was polled ready goes with the upload; a clone takes its place
         // (tower's guide: "cloning the inner service").

@@ -72,6 +72,44 @@ pub struct UploadInfo {
     /// (RFC 9530's form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The state a resumable upload (tus, the IETF draft) keeps between its requests; `None`
+    /// for a one-request upload (multipart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumable: Option<Resumable>,
+}
+
+/// What a resumable upload (tus 1.0, the IETF resumable-upload draft) keeps in its record
+/// between requests: the upload is one key whose file grows by one request at a time.
+///
+/// Between requests the upload is *paused*: its record is in flight (status 1,
+/// `bytesUploaded` = the offset stored on disk) and no request holds it. A request takes it
+/// with [`UploadRegistry::resume`](crate::UploadRegistry::resume) and gives it back with
+/// [`UploadHandle::pause`](crate::UploadHandle::pause).
+///
+/// The strings are bounded like the rest of the record: `metadata` and `concat` to
+/// [`MAX_LEN`](Self::MAX_LEN) bytes each (the front-end refuses longer ones).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Resumable {
+    /// The file's final length; `None` while it is deferred (tus `creation-defer-length`).
+    pub length: Option<u64>,
+    /// The client's metadata, as received (tus: `Upload-Metadata`).
+    pub metadata: Option<String>,
+    /// When an unfinished upload expires (it is then deleted, data and record).
+    pub expires_at: Option<SystemTime>,
+    /// tus concatenation: `partial`, or `final;<urls>`.
+    pub concat: Option<String>,
+    /// Whether no request holds the upload now.
+    pub paused: bool,
+    /// Until when the request that holds it counts as alive: past it (the instance died), a
+    /// new request may take the upload over.
+    pub lease_until: Option<SystemTime>,
+}
+
+impl Resumable {
+    /// The most bytes of `metadata` and of `concat`.
+    pub const MAX_LEN: usize = 4096;
 }
 
 impl UploadInfo {
@@ -91,6 +129,10 @@ impl UploadInfo {
         truncate(&mut self.mime_type, Self::MAX_MIME_TYPE_LEN);
         truncate(&mut self.server_message, Self::MAX_SERVER_MESSAGE_LEN);
         truncate(&mut self.file_name, Self::MAX_FILE_NAME_LEN);
+        if let Some(resumable) = &mut self.resumable {
+            truncate(&mut resumable.metadata, Resumable::MAX_LEN);
+            truncate(&mut resumable.concat, Resumable::MAX_LEN);
+        }
     }
 
     /// Whether this record's key belongs to someone else than `owner`, so that `owner` must
@@ -137,6 +179,7 @@ impl UploadInfo {
             started_at: SystemTime::now(),
             finished_at: None,
             digest: None,
+            resumable: None,
         }
     }
 

@@ -38,7 +38,7 @@ mod store;
 mod sync;
 
 pub use code::{FileError, UploadStatus};
-pub use info::{StatusAnswer, UploadInfo};
+pub use info::{Resumable, StatusAnswer, UploadInfo};
 pub use key::{KeyError, UploadKey, GENERATED_KEY_LEN, MAX_BATCH_KEYS, MAX_KEY_LEN};
 pub use memory::{MemoryStore, DEFAULT_CAPACITY, DEFAULT_RETENTION};
 pub use metrics::RegistryMetrics;

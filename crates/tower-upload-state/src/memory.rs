@@ -227,6 +227,38 @@ impl MemoryStore {
         }
     }
 
+    fn resume_now(
+        &self,
+        key: &UploadKey,
+        claim: Claim,
+        owner: Option<&str>,
+        now: std::time::SystemTime,
+        lease_until: std::time::SystemTime,
+    ) -> Result<UploadInfo, ClaimError> {
+        let mut inner = self.lock();
+        inner.purge_expired(Instant::now());
+        let record = inner.records.get_mut(key).ok_or(ClaimError::NotResumable)?;
+        if record.info.is_foreign_to(owner, claim.owner_bound) {
+            return Err(ClaimError::Foreign);
+        }
+        if !record.info.status.is_in_flight() {
+            return Err(ClaimError::NotResumable);
+        }
+        let resumable = record
+            .info
+            .resumable
+            .as_mut()
+            .ok_or(ClaimError::NotResumable)?;
+        let lapsed = resumable.lease_until.is_some_and(|until| until < now);
+        if !resumable.paused && !lapsed {
+            return Err(ClaimError::InFlight);
+        }
+        resumable.paused = false;
+        resumable.lease_until = Some(lease_until);
+        record.token = Some(claim.token);
+        Ok(record.info.clone())
+    }
+
     fn put_file_size_now(&self, key: &UploadKey, size: u64, owner: Option<&str>, now: Instant) {
         let mut inner = self.lock();
         let expires_at = now + self.retention;
@@ -426,6 +458,17 @@ impl ProgressStore for MemoryStore {
     ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
         let size = self.take_file_size_now(key, Some(owner), Instant::now());
         Box::pin(ready(Ok(size)))
+    }
+
+    fn resume_with<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        claim: Claim,
+        owner: Option<&'a str>,
+        now: std::time::SystemTime,
+        lease_until: std::time::SystemTime,
+    ) -> StoreFuture<'a, Result<UploadInfo, ClaimError>> {
+        Box::pin(ready(self.resume_now(key, claim, owner, now, lease_until)))
     }
 
     fn retention(&self) -> Duration {

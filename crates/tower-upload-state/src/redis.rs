@@ -55,6 +55,18 @@ return {'ok'}
 /// claim of the key), and one that would turn a terminal record back into a live one (a late
 /// progress write must not undo the final status). A record that is gone (expired, or Redis
 /// restarted) is written again.
+/// Takes a paused resumable upload for a new claim: replaces the record's data and token only
+/// if the token is still the one read (compare-and-set; the checks are made by the caller on
+/// the record it read). ARGV: the token read ('' for none), the new record, the new token,
+/// the TTL in milliseconds.
+const RESUME: &str = r"
+local token = redis.call('HGET', KEYS[1], 'token') or ''
+if token ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'info', ARGV[2], 'token', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
 const SAVE: &str = r"
 local function terminal(s) return s == 2 or (s >= 4 and s <= 8) end
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -161,6 +173,7 @@ struct Inner {
     settings: Settings,
     claim: Script,
     save: Script,
+    resume: Script,
     remove: Script,
     put_size: Script,
     take_size: Script,
@@ -274,6 +287,7 @@ impl RedisStoreBuilder {
             settings: self.settings,
             claim: Script::new(CLAIM),
             save: Script::new(SAVE),
+            resume: Script::new(RESUME),
             remove: Script::new(REMOVE),
             put_size: Script::new(PUT_SIZE),
             take_size: Script::new(TAKE_SIZE),
@@ -420,6 +434,60 @@ impl Inner {
         Ok(())
     }
 
+    async fn resume(
+        &self,
+        key: &UploadKey,
+        claim: Claim,
+        owner: Option<&str>,
+        now: std::time::SystemTime,
+        lease_until: std::time::SystemTime,
+    ) -> Result<UploadInfo, ClaimError> {
+        let mut connection = self.connection.clone();
+        let record = self.record_key(key);
+        let (json, token): (Option<String>, Option<String>) =
+            timeout(self.settings.op_timeout, async {
+                redis::cmd("HMGET")
+                    .arg(&record)
+                    .arg("info")
+                    .arg("token")
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        let mut info = decode(&json.ok_or(ClaimError::NotResumable)?)?;
+        if info.is_foreign_to(owner, claim.owner_bound) {
+            return Err(ClaimError::Foreign);
+        }
+        if !info.status.is_in_flight() {
+            return Err(ClaimError::NotResumable);
+        }
+        let resumable = info.resumable.as_mut().ok_or(ClaimError::NotResumable)?;
+        let lapsed = resumable.lease_until.is_some_and(|until| until < now);
+        if !resumable.paused && !lapsed {
+            return Err(ClaimError::InFlight);
+        }
+        resumable.paused = false;
+        resumable.lease_until = Some(lease_until);
+        let mut invocation = self.resume.prepare_invoke();
+        invocation
+            .key(&record)
+            .arg(token.unwrap_or_default())
+            .arg(encode(&info)?)
+            .arg(claim.token.to_string())
+            .arg(self.ttl_ms(&info));
+        let swapped: i64 = timeout(
+            self.settings.op_timeout,
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        if swapped == 0 {
+            // Another request took it between the read and the write.
+            return Err(ClaimError::InFlight);
+        }
+        self.local().insert(key.clone(), Some(claim.token));
+        Ok(info)
+    }
+
     async fn remove(&self, key: &UploadKey, token: Option<ClaimToken>) -> Result<(), StoreError> {
         self.unwatch(key, token);
         let mut connection = self.connection.clone();
@@ -481,6 +549,17 @@ impl Inner {
     fn ttl_ms(&self, info: &UploadInfo) -> u64 {
         let ttl = if info.status.is_terminal() {
             self.settings.retention
+        } else if let Some(expires_at) = info
+            .resumable
+            .as_ref()
+            .filter(|resumable| resumable.paused)
+            .and_then(|resumable| resumable.expires_at)
+        {
+            // A paused resumable upload waits for its next request until it expires.
+            let left = expires_at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            left.max(self.settings.lease)
         } else {
             self.settings.lease
         };
@@ -528,6 +607,17 @@ impl ProgressStore for RedisStore {
         token: ClaimToken,
     ) -> StoreFuture<'a, Result<(), StoreError>> {
         Box::pin(self.inner.save(info, Some(token)))
+    }
+
+    fn resume_with<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        claim: Claim,
+        owner: Option<&'a str>,
+        now: std::time::SystemTime,
+        lease_until: std::time::SystemTime,
+    ) -> StoreFuture<'a, Result<UploadInfo, ClaimError>> {
+        Box::pin(self.inner.resume(key, claim, owner, now, lease_until))
     }
 
     fn remove<'a>(&'a self, key: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {

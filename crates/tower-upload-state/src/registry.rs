@@ -109,10 +109,17 @@ struct LiveUpload {
     /// Set (and `settle` notified) once the entry has left the table.
     settled: AtomicBool,
     settle: Notify,
+    /// The byte count the claim started from (a resumed upload's offset): only what came
+    /// after it counts in the metrics.
+    initial_bytes: u64,
+    /// Set when a newer request for the same resumable upload asks this one to let go.
+    yield_requested: AtomicBool,
+    yield_notify: Notify,
 }
 
 impl LiveUpload {
     fn new(info: UploadInfo, token: ClaimToken) -> Self {
+        let initial_bytes = info.bytes_uploaded;
         Self {
             bytes: AtomicU64::new(info.bytes_uploaded),
             cancel_requested: AtomicBool::new(false),
@@ -124,7 +131,16 @@ impl LiveUpload {
             phase: AtomicU8::new(CLAIMING),
             settled: AtomicBool::new(false),
             settle: Notify::new(),
+            initial_bytes,
+            yield_requested: AtomicBool::new(false),
+            yield_notify: Notify::new(),
         }
+    }
+
+    fn new_bytes(&self) -> u64 {
+        self.bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.initial_bytes)
     }
 
     fn snapshot(&self) -> UploadInfo {
@@ -268,7 +284,7 @@ impl UploadRegistry {
         let (mut in_flight, mut live_bytes) = (0, 0u64);
         for upload in live.values().filter(|upload| upload.phase() == LIVE) {
             in_flight += 1;
-            live_bytes += upload.bytes.load(Ordering::Relaxed);
+            live_bytes += upload.new_bytes();
         }
         self.shared.counters.snapshot(in_flight, live_bytes)
     }
@@ -381,6 +397,95 @@ impl UploadRegistry {
         })
     }
 
+    /// Takes the paused resumable upload of `key` (see [`Resumable`](crate::Resumable)) for
+    /// one request of `owner`, and returns the handle that request drives it with: the
+    /// handle starts at the stored offset; end the request with
+    /// [`UploadHandle::pause`] (the upload waits for its next request), or with
+    /// [`UploadHandle::finish`] as any upload. Dropping the handle ends the upload with
+    /// status 8, as for any upload: a front-end that keeps data on a disconnect pauses.
+    ///
+    /// The request holds a lease of [`RESUME_LEASE`](Self::RESUME_LEASE), renewed by
+    /// [`UploadHandle::renew_lease`]; once it lapses (the instance died mid-request) a new
+    /// request may take the upload.
+    ///
+    /// # Errors
+    ///
+    /// - [`ClaimError::Foreign`]: the upload belongs to another owner.
+    /// - [`ClaimError::InFlight`]: another request holds it (in this process: ask it to let
+    ///   go with [`request_yield`](Self::request_yield) and try again).
+    /// - [`ClaimError::NotResumable`]: unknown key, ended or expired upload, not resumable.
+    /// - [`ClaimError::Store`]: the store failed or cannot resume uploads.
+    pub async fn resume(
+        &self,
+        key: &UploadKey,
+        owner: Option<String>,
+    ) -> Result<UploadHandle, ClaimError> {
+        let owner_bound = self.binds_owners();
+        if let Some(entry) = lock(&self.shared.live).get(key) {
+            if entry.is_foreign_to(owner.as_deref(), owner_bound) {
+                return Err(ClaimError::Foreign);
+            }
+            if entry.phase() != ENDED {
+                return Err(ClaimError::InFlight);
+            }
+        }
+        let token = ClaimToken::random();
+        let claim = Claim::new(token).owner_bound(owner_bound);
+        let now = SystemTime::now();
+        let info = self
+            .shared
+            .store
+            .resume_with(key, claim, owner.as_deref(), now, now + Self::RESUME_LEASE)
+            .await?;
+        let live = Arc::new(LiveUpload::new(info, token));
+        {
+            let mut table = lock(&self.shared.live);
+            if let Some(entry) = table.get(key) {
+                if entry.phase() != ENDED {
+                    return Err(ClaimError::InFlight);
+                }
+            }
+            table.insert(key.clone(), Arc::clone(&live));
+            self.shared.counters.started();
+            live.phase.store(LIVE, Ordering::Release);
+        }
+        Ok(UploadHandle {
+            registry: self.clone(),
+            key: key.clone(),
+            live,
+            done: false,
+        })
+    }
+
+    /// How long a request holds a resumed upload without renewing its lease.
+    pub const RESUME_LEASE: Duration = Duration::from_secs(60);
+
+    /// Asks the request that holds the resumable upload of `key` in this process to let it
+    /// go (its [`UploadHandle::yield_requested`] resolves): what the IETF draft recommends
+    /// when a new request for an upload arrives while an older one is still in flight.
+    /// Returns whether such a request was found here.
+    pub fn request_yield(&self, key: &UploadKey) -> bool {
+        let Some(live) = self.live(key) else {
+            return false;
+        };
+        if live.phase() != LIVE {
+            return false;
+        }
+        live.yield_requested.store(true, Ordering::Release);
+        live.yield_notify.notify_waiters();
+        true
+    }
+
+    /// Resolves once the entry of `key` in this process has left the table (at once if there
+    /// is none), or after `limit`; true if it has.
+    pub async fn wait_released(&self, key: &UploadKey, limit: Duration) -> bool {
+        let entry = lock(&self.shared.live).get(key).cloned();
+        match entry {
+            Some(entry) => entry.settled(limit).await,
+            None => true,
+        }
+    }
+
     /// The current state of `key`: live from this process if it streams here, else the stored
     /// record. `None` when the key is unknown or its record expired.
     ///
@@ -462,6 +567,16 @@ impl UploadRegistry {
         };
         if !allowed(&info) {
             return Ok(None);
+        }
+        if info.resumable.as_ref().is_some_and(|r| r.paused) && info.status.is_in_flight() {
+            // A paused resumable upload: no request streams it, so end it here (its data is
+            // deleted by the front-end's sweep or its next request).
+            if let Ok(upload) = self.resume(key, info.owner.clone()).await {
+                upload
+                    .finish(UploadStatus::CanceledByClientCommand, FileError::None, None)
+                    .await;
+                return Ok(Some(info));
+            }
         }
         if info.status.is_in_flight() {
             self.shared.store.request_cancel(key).await?;
@@ -589,6 +704,7 @@ impl Drop for Reservation<'_> {
 /// | cancel watch | [`UploadHandle::cancelled`] (a future to `select!` on), [`UploadHandle::is_cancel_requested`] | set by `command=cancel` here or on another instance, or by [`UploadHandle::request_cancel`] |
 /// | end | [`UploadHandle::finish`] with a terminal status, or [`UploadHandle::abandon`] for a claim that never started | exactly one of them |
 /// | disconnect | drop the handle | dropping an unfinished handle records status 8 (`CanceledByClientConnection`) |
+/// | resumable: between requests | [`UploadHandle::pause`] to give the upload back; [`UploadRegistry::resume`] to take it for the next request | a paused upload stays in flight (status 1, `bytesUploaded` = the offset stored) for the status service; [`UploadHandle::yield_requested`] resolves when a newer request wants it ([`UploadRegistry::request_yield`]); [`UploadHandle::renew_lease`] keeps a long request's claim |
 ///
 /// The registry guarantees, whatever the front-end:
 ///
@@ -798,6 +914,76 @@ impl UploadHandle {
         }
     }
 
+    /// Sets the byte count (a resumable upload whose last chunk was discarded goes back to
+    /// the offset before it).
+    pub fn set_bytes(&self, bytes: u64) {
+        self.live.bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether a newer request for this resumable upload asked this one to let go
+    /// ([`UploadRegistry::request_yield`]).
+    #[must_use]
+    pub fn is_yield_requested(&self) -> bool {
+        self.live.yield_requested.load(Ordering::Acquire)
+    }
+
+    /// Resolves once a newer request asks this one to let go of the upload.
+    pub async fn yield_requested(&self) {
+        loop {
+            let notified = self.live.yield_notify.notified();
+            if self.is_yield_requested() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Renews the lease of a resumed upload (see [`UploadRegistry::resume`]) and publishes
+    /// the record.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn renew_lease(&self) -> Result<(), StoreError> {
+        self.update(|info| {
+            if let Some(resumable) = &mut info.resumable {
+                resumable.lease_until = Some(SystemTime::now() + UploadRegistry::RESUME_LEASE);
+            }
+        });
+        self.save().await
+    }
+
+    /// Gives a resumable upload back after one of its requests: the record stays in flight
+    /// (status unchanged, `bytesUploaded` = what is stored), marked paused, for the next
+    /// request to [`resume`](UploadRegistry::resume). Returns the stored record. A store
+    /// failure is not reported (as for [`finish`](Self::finish)).
+    pub async fn pause(mut self) -> UploadInfo {
+        self.done = true;
+        self.update(|info| {
+            if let Some(resumable) = &mut info.resumable {
+                resumable.paused = true;
+                resumable.lease_until = None;
+            }
+        });
+        {
+            let _table = lock(&self.registry.shared.live);
+            self.registry
+                .shared
+                .counters
+                .abandoned(self.live.new_bytes());
+            self.live.phase.store(ENDED, Ordering::Release);
+        }
+        let info = self.snapshot();
+        let _ = self
+            .registry
+            .shared
+            .store
+            .save_with(&info, self.live.token)
+            .await;
+        self.registry.forget_live(&self.key, &self.live);
+        info
+    }
+
     /// Asks this upload to stop, as a `command=cancel` would (for server-side shutdown).
     pub fn request_cancel(&self) {
         self.live.request_cancel();
@@ -835,7 +1021,7 @@ impl UploadHandle {
             self.registry
                 .shared
                 .counters
-                .abandoned(self.bytes_uploaded());
+                .abandoned(self.live.new_bytes());
             self.live.phase.store(ENDED, Ordering::Release);
         }
         let _ = self
@@ -870,7 +1056,7 @@ impl UploadHandle {
             self.registry
                 .shared
                 .counters
-                .ended(status, self.bytes_uploaded());
+                .ended(status, self.live.new_bytes());
             self.live.phase.store(ENDED, Ordering::Release);
         }
         self.snapshot()

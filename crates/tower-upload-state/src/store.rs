@@ -245,6 +245,34 @@ pub trait ProgressStore: fmt::Debug + Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// Takes the paused resumable upload of `key` for one request (see
+    /// [`UploadRegistry::resume`](crate::UploadRegistry::resume)), atomically: the record
+    /// must be resumable ([`UploadInfo::resumable`]), in flight, not foreign to `owner`
+    /// (applying `claim.owner_bound`), and either paused or held by a request whose lease
+    /// has run out (`lease_until` before `now`). The stored record then belongs to
+    /// `claim.token`, is no longer paused and is leased until `lease_until`; it is returned.
+    ///
+    /// The default answers [`ClaimError::Store`]: a store must implement it for resumable
+    /// uploads (the stores of this crate do).
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError::Foreign`] (checked first), [`ClaimError::NotResumable`],
+    /// [`ClaimError::InFlight`] (another request holds it), [`ClaimError::Store`].
+    fn resume_with<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        claim: Claim,
+        owner: Option<&'a str>,
+        now: std::time::SystemTime,
+        lease_until: std::time::SystemTime,
+    ) -> StoreFuture<'a, Result<UploadInfo, ClaimError>> {
+        let _ = (key, claim, owner, now, lease_until);
+        Box::pin(std::future::ready(Err(ClaimError::Store(StoreError::new(
+            "this store does not support resumable uploads",
+        )))))
+    }
+
     /// How long terminal records stay queryable.
     fn retention(&self) -> Duration;
 
@@ -349,6 +377,17 @@ impl<S: ProgressStore + ?Sized> ProgressStore for Arc<S> {
         (**self).retention()
     }
 
+    fn resume_with<'a>(
+        &'a self,
+        key: &'a UploadKey,
+        claim: Claim,
+        owner: Option<&'a str>,
+        now: std::time::SystemTime,
+        lease_until: std::time::SystemTime,
+    ) -> StoreFuture<'a, Result<UploadInfo, ClaimError>> {
+        (**self).resume_with(key, claim, owner, now, lease_until)
+    }
+
     fn progress_interval(&self) -> Option<Duration> {
         (**self).progress_interval()
     }
@@ -378,6 +417,9 @@ pub enum ClaimError {
     /// [`UploadRegistry::with_owner`](crate::UploadRegistry::with_owner)). Nothing about the
     /// record is told: a stranger learns neither its state nor its verdict.
     Foreign,
+    /// [`UploadRegistry::resume`](crate::UploadRegistry::resume): the key has no resumable
+    /// upload to take (unknown, expired, ended, or not resumable).
+    NotResumable,
 }
 
 impl fmt::Display for ClaimError {
@@ -397,6 +439,7 @@ impl fmt::Display for ClaimError {
             // reach a client.
             Self::Store(_) => f.write_str("the upload store is unavailable"),
             Self::Foreign => f.write_str("this upload key cannot be used"),
+            Self::NotResumable => f.write_str("no resumable upload has this key"),
         }
     }
 }

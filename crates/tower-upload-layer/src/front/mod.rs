@@ -1,8 +1,11 @@
 //! Protocol front-ends: each turns one protocol's requests into file parts of the
 //! [pipeline](crate::pipeline) and answers in its protocol's terms. Today: `multipart`
-//! (igUpload, HTML forms, any `multipart/form-data` client).
+//! (igUpload, HTML forms, any `multipart/form-data` client), `tus` (tus 1.0.0) and `draft` (the
+//! IETF resumable-upload draft, served by translating it to tus).
 
+pub(crate) mod draft;
 pub(crate) mod multipart;
+pub(crate) mod tus;
 
 use std::sync::atomic::Ordering;
 
