@@ -54,7 +54,7 @@ pub(crate) enum Processed {
     /// results are not forwarded.
     Answer(Response<Bytes>),
     /// The files were read (forward mode): the request's head and what it brought, for the
-    /// application; `answer` is what the layer itself would say.
+    /// application to answer.
     Uploaded {
         request: Arc<Parts>,
         files: UploadedFiles,
