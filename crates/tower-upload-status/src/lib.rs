@@ -119,8 +119,13 @@
 //! [`UploadRegistry`]: tower_upload_state::UploadRegistry
 
 mod answer;
+mod body;
 mod future;
+mod nginx;
+mod query;
 mod service;
+mod watch;
 
+pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use service::UploadStatusService;
