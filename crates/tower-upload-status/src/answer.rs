@@ -41,7 +41,7 @@ pub(crate) fn json(status: StatusCode, body: Bytes) -> StatusResponse {
 /// [`json`] for a 200, from a copy of the headers made once: a clone is two small
 /// allocations and copies, where building the map hashes and inserts each name (a third of
 /// a status answer's time).
-fn json_ok(body: Bytes) -> StatusResponse {
+pub(crate) fn json_ok(body: Bytes) -> StatusResponse {
     static HEADERS: OnceLock<HeaderMap> = OnceLock::new();
     let headers = HEADERS.get_or_init(|| {
         json_response(StatusCode::OK, Bytes::new())
@@ -56,11 +56,16 @@ fn json_ok(body: Bytes) -> StatusResponse {
 
 /// The answer to `status` and `cancel`: the snapshot's status answer, or `NoSuchFile`.
 pub(crate) fn status(info: Option<&UploadInfo>) -> StatusResponse {
-    let body = match info {
+    json_ok(status_body(info))
+}
+
+/// The body of [`status`]; the fast path makes it under the registry's lock and the
+/// response after (a response is moved several times on its way out, a body is small).
+pub(crate) fn status_body(info: Option<&UploadInfo>) -> Bytes {
+    match info {
         Some(info) => answer_bytes(&info.status_answer()),
         None => Bytes::from_static(NO_SUCH_FILE_JSON),
-    };
-    json_ok(body)
+    }
 }
 
 /// The answer as JSON, as [`StatusAnswer::to_json`] writes it, in one allocation of its

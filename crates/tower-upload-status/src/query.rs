@@ -9,24 +9,21 @@ use tower_upload_state::{QueryError, UploadInfo, UploadQuery};
 /// check for invalid UTF-8 and no allocation. The answers are the same either way (a unit
 /// test compares them).
 pub(crate) fn parse(raw: &str) -> Result<UploadQuery<'_>, QueryError> {
-    if raw.bytes().any(|byte| byte == b'%' || byte == b'+') {
+    if memchr::memchr2(b'%', b'+', raw.as_bytes()).is_some() {
         return UploadQuery::parse(raw);
     }
     let mut query = UploadQuery::default();
     let bytes = raw.as_bytes();
     let mut start = 0;
     while start < bytes.len() {
-        let end = bytes[start..]
-            .iter()
-            .position(|&byte| byte == b'&')
-            .map_or(bytes.len(), |at| start + at);
+        let end = memchr::memchr(b'&', &bytes[start..]).map_or(bytes.len(), |at| start + at);
         // `&` and `=` are ASCII: these indices are character boundaries.
         let pair = &raw[start..end];
         start = end + 1;
         if pair.is_empty() {
             continue;
         }
-        let (name, value) = match pair.bytes().position(|byte| byte == b'=') {
+        let (name, value) = match memchr::memchr(b'=', pair.as_bytes()) {
             Some(at) => (&pair[..at], &pair[at + 1..]),
             None => (pair, ""),
         };

@@ -403,8 +403,9 @@ impl UploadStatusService {
                     // The fast path: answered from the live table or an in-process store,
                     // without a key, a clone of the record or a boxed future.
                     let owner = requester.owner.as_deref();
-                    if let Some(response) = self.registry.inspect_for(&key, owner, answer::status) {
-                        return ResponseFuture::ready(response);
+                    let body = self.registry.inspect_for(&key, owner, answer::status_body);
+                    if let Some(body) = body {
+                        return ResponseFuture::ready(answer::json_ok(body));
                     }
                 }
                 let key = UploadKey::parse(&key).expect("checked in `check`");
