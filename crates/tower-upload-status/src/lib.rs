@@ -112,7 +112,8 @@
 //!   An unknown key (or another owner's, or an abandoned claim) is one status-3 event
 //!   (`NoSuchFile`, error 5) with `id: end`, and the end: a client that opens the stream
 //!   before its upload is registered opens it again a moment later.
-//! - A batch, `key=K1;K2;K3` (as the widget's `useSingleRequest` sends it), is one stream:
+//! - A batch, `key=K1;K2;K3&command=watch` (the keys of the widget's `useSingleRequest`),
+//!   is one stream:
 //!   every event then starts with a `"key"` member naming its upload, and the stream ends
 //!   after the last key's terminal event.
 //! - A comment line (`:`) is sent after 15 s of silence

@@ -172,19 +172,28 @@ impl UploadStatusService {
             }
             return Err(KeyError::Missing.into());
         };
-        let command = query.command.ok_or_else(Refusal::missing_command)?;
         let watch = || Asked::Watch {
             last_event_id: LastEventId::of(req.headers()),
             keys: key.clone(),
         };
-        if command.eq_ignore_ascii_case("watch") {
-            return Ok(watch());
-        }
-        let command = Command::parse(&command)?;
-        if command == Command::Status && accepts_event_stream(req.headers()) {
+        // A batch of keys is checked when the stream starts; every other key first, before
+        // the command (the documented order).
+        if query
+            .command
+            .as_deref()
+            .is_some_and(|command| command.eq_ignore_ascii_case("watch"))
+        {
             return Ok(watch());
         }
         UploadKey::check(&key)?;
+        let command = query
+            .command
+            .as_deref()
+            .ok_or_else(Refusal::missing_command)?;
+        let command = Command::parse(command)?;
+        if command == Command::Status && accepts_event_stream(req.headers()) {
+            return Ok(watch());
+        }
         Ok(Asked::Command(key, command))
     }
 
