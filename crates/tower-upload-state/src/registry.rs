@@ -476,15 +476,15 @@ impl UploadRegistry {
         f: impl FnOnce(Option<&UploadInfo>) -> R,
     ) -> Option<R> {
         let owner_bound = self.binds_owners();
-        let live = lock(&self.shared.live)
-            .get(key)
-            .filter(|live| live.phase() != CLAIMING)
-            .cloned();
-        if let Some(live) = live {
-            let mut info = lock(&live.info);
-            info.bytes_uploaded = live.bytes.load(Ordering::Relaxed);
-            let visible = !info.is_foreign_to(owner, owner_bound);
-            return Some(f(visible.then_some(&*info)));
+        {
+            // The table, then the record: the order `begin` takes them in too.
+            let table = lock(&self.shared.live);
+            if let Some(live) = table.get(key).filter(|live| live.phase() != CLAIMING) {
+                let mut info = lock(&live.info);
+                info.bytes_uploaded = live.bytes.load(Ordering::Relaxed);
+                let visible = !info.is_foreign_to(owner, owner_bound);
+                return Some(f(visible.then_some(&*info)));
+            }
         }
         let mut f = Some(f);
         let mut result = None;
