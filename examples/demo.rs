@@ -3,10 +3,12 @@
 //! The whole of tower-upload in one axum server. [`UploadLayer`] wraps the router and takes
 //! every `POST /upload?key=K` out of the request stream, streaming the file to disk while it
 //! counts the bytes into an [`UploadRegistry`]; [`UploadStatusService`], mounted at
-//! `/status`, answers `?key=K&command=status|cancel|fileSize` from the same registry. The page
+//! `/status`, answers `?key=K&command=status|cancel|fileSize|watch` from the same registry
+//! (`watch` pushes progress as Server-Sent Events; `/progress?X-Progress-ID=K` answers in
+//! nginx's upload progress dialect). The page
 //! at `/` is the demo's own (plain HTML, CSS and JavaScript, no libraries): it uploads each
 //! picked file with its own request, draws its progress from both the browser's upload events
-//! and the status service, cancels through the status service, and shows every outcome with
+//! and the status service (an `EventSource`, polling where it is missing), cancels through the status service, and shows every outcome with
 //! the server's status, error code and message. Try a file over the size limit, or cancel a
 //! large one.
 //!
@@ -95,7 +97,11 @@ const RESERVED_PATHS: &[&str] = &[
     "/igupload",
     "/igupload.js",
     "/favicon.ico",
+    NGINX_PROGRESS_PATH,
 ];
+
+/// Where clients of nginx's upload progress module ask: `GET /progress?X-Progress-ID=K`.
+const NGINX_PROGRESS_PATH: &str = "/progress";
 
 #[derive(Debug)]
 struct Args {
@@ -374,10 +380,7 @@ async fn main() {
         .route("/vendor/{*path}", get(vendor))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(metrics))
-        .route_service(
-            &args.status_path,
-            UploadStatusService::new(registry.clone()),
-        )
+        .merge(live_progress_routes(&args.status_path, &registry))
         .with_state(AppState {
             demo: Arc::clone(&demo),
             registry: registry.clone(),
@@ -584,6 +587,19 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.registry.metrics().to_prometheus(),
     )
         .into_response()
+}
+
+/// The status service: igUpload's commands and pushed progress (`command=watch`, Server-Sent
+/// Events, which the page uses) at the status path, and nginx's upload progress dialect at
+/// [`NGINX_PROGRESS_PATH`]; one service, one registry.
+fn live_progress_routes<S: Clone + Send + Sync + 'static>(
+    status_path: &str,
+    registry: &UploadRegistry,
+) -> Router<S> {
+    let status = UploadStatusService::new(registry.clone());
+    Router::new()
+        .route_service(status_path, status.clone())
+        .route_service(NGINX_PROGRESS_PATH, status)
 }
 
 #[cfg(feature = "redis")]

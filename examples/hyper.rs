@@ -49,7 +49,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const HELLO: &str = "Hello from hyper. POST a multipart file to /upload?key=K, \
     then ask /status?key=K&command=status.\n";
 
-/// The one body type of the app's answers. The status service answers `Full<Bytes>` and the
+/// The one body type of the app's answers. The status service answers its `ResponseBody` and the
 /// echo route answers hyper's `Incoming`: boxing makes them one type. The upload layer then
 /// wraps it once more, in `ResponseBody<AppBody>`, which is either this body untouched or the
 /// layer's own JSON answer.

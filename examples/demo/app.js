@@ -1,5 +1,6 @@
 // tower-upload demo page: one XHR per file, progress from the browser and from the status
-// service, cancel through the status service. No libraries.
+// service (pushed with an EventSource, polled where that is missing or refused), cancel
+// through the status service. No libraries.
 "use strict";
 
 (function () {
@@ -8,7 +9,7 @@
   const STATUS_PATH = body.dataset.statusPath;
   // {"status":{"0":["NotStarted","the upload has not started"],...},"error":{"-1":[...],...}}
   const CODES = JSON.parse(body.dataset.codes);
-  const POLL_MS = 300;
+  const POLL_MS = 300; // also the wait before a stream is opened again
   const KEY_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
   const input = document.getElementById("files");
@@ -115,6 +116,50 @@
       form.append("file", this.file, this.file.name);
       xhr.send(form);
       this.setStatus(0, -1);
+      this.watch();
+    }
+
+    // --- Live progress: `command=watch` (Server-Sent Events), polling as the fallback. ---
+
+    /**
+     * Follows the upload with an EventSource on `{status_path}?key=K&command=watch`: one
+     * event per change, the last one with id `end`. Until the server has registered the key,
+     * the stream answers NoSuchFile (3) and ends: open it again a little later. Polls
+     * instead when EventSource is missing, or the stream is refused (503 beyond the server's
+     * most streams) or keeps failing.
+     */
+    watch(attempt = 0) {
+      if (this.done) return;
+      if (typeof EventSource !== "function" || attempt >= 20) return this.startPolling();
+      this.row.dataset.transport = "sse";
+      const url = `${STATUS_PATH}?key=${encodeURIComponent(this.key)}&command=watch`;
+      const events = new EventSource(url);
+      this.events = events;
+      events.addEventListener("message", (event) => {
+        const answer = parseJson(event.data);
+        if (!answer || typeof answer.status !== "number") return;
+        if (answer.status === 3) {
+          // Not registered yet (or already forgotten): try again shortly.
+          events.close();
+          this.timer = setTimeout(() => this.watch(attempt + 1), POLL_MS);
+          return;
+        }
+        if (!this.done) this.showServer(answer);
+        this.row.dataset.events = String(Number(this.row.dataset.events || "0") + 1);
+        if (event.lastEventId === "end") events.close();
+      });
+      events.addEventListener("error", () => {
+        // Closed by the server (an answer that is not a stream): poll instead. Otherwise the
+        // EventSource reconnects by itself and gets the current state at once.
+        if (events.readyState === EventSource.CLOSED && !this.done) {
+          this.startPolling();
+        }
+      });
+    }
+
+    startPolling() {
+      if (this.events) this.events.close();
+      this.row.dataset.transport = "poll";
       this.poll();
     }
 
@@ -193,6 +238,7 @@
       if (this.done) return;
       this.done = true;
       clearTimeout(this.timer);
+      if (this.events) this.events.close();
       this.cancelButton.disabled = true;
       this.cancelButton.hidden = true;
       let state = "failed";

@@ -90,6 +90,16 @@ impl UploadKey {
         Self(Arc::from(key))
     }
 
+    /// Checks `key` as [`parse`](Self::parse) does, without making a key of it (no
+    /// allocation): for lookups by `&str`, e.g. [`UploadRegistry::inspect_for`](crate::UploadRegistry::inspect_for).
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`parse`](Self::parse).
+    pub fn check(key: &str) -> Result<(), KeyError> {
+        validate(key)
+    }
+
     /// Parses the widget's batch form `K1;K2;K3` (sent with `useSingleRequest`), in order.
     ///
     /// A single key is a batch of one.
@@ -141,6 +151,14 @@ fn validate(key: &str) -> Result<(), KeyError> {
             len: key.len(),
             max: MAX_KEY_LEN,
         });
+    }
+    // The common case, a valid key, byte by byte; the position of a bad character (which
+    // may be a multi-byte one) is then found by characters.
+    if key
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
+    {
+        return Ok(());
     }
     match key.char_indices().find(|&(_, c)| !is_key_char(c)) {
         Some((position, ch)) => Err(KeyError::InvalidChar { ch, position }),

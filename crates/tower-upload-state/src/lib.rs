@@ -36,6 +36,7 @@ mod registry;
 mod response;
 mod store;
 mod sync;
+mod watch;
 
 pub use code::{FileError, UploadStatus};
 pub use info::{Resumable, StatusAnswer, UploadInfo};
@@ -48,7 +49,9 @@ pub use redis::{RedisStore, RedisStoreBuilder};
 pub use registry::{UploadHandle, UploadRegistry};
 pub use response::json_response;
 pub use store::{
-    CancelCallback, Claim, ClaimError, ClaimToken, ProgressStore, StoreError, StoreFuture,
+    CancelCallback, Claim, ClaimError, ClaimToken, ProgressStore, SaveCallback, StoreError,
+    StoreFuture,
 };
 #[doc(hidden)]
 pub use sync::lock_unpoisoned;
+pub use watch::{UploadWatch, WatchEvent};

@@ -421,6 +421,18 @@ impl ProgressStore for MemoryStore {
         Box::pin(ready(Ok(self.load_now(key, Instant::now()))))
     }
 
+    /// Answers at once, under the store's lock, without cloning the record.
+    fn inspect(&self, key: &str, f: &mut dyn FnMut(Option<&UploadInfo>)) -> bool {
+        let inner = self.lock();
+        let record = inner.records.get(key).filter(|record| {
+            record
+                .expires_at
+                .is_none_or(|expires_at| expires_at > Instant::now())
+        });
+        f(record.map(|record| &record.info));
+        true
+    }
+
     fn put_file_size<'a>(
         &'a self,
         key: &'a UploadKey,

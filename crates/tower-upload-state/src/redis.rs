@@ -10,7 +10,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use crate::store::{
-    CancelCallback, Claim, ClaimError, ClaimToken, ProgressStore, StoreError, StoreFuture,
+    CancelCallback, Claim, ClaimError, ClaimToken, ProgressStore, SaveCallback, StoreError,
+    StoreFuture,
 };
 use crate::sync::lock;
 use crate::{UploadInfo, UploadKey, DEFAULT_RETENTION};
@@ -49,7 +50,8 @@ return {'ok'}
 /// Saves a record.
 ///
 /// KEYS: record. ARGV: status, JSON record, TTL (ms), error code, claim token ('' for none),
-/// whether the record has an owner ('1'/'0'), the owner.
+/// whether the record has an owner ('1'/'0'), the owner, the channel to publish the record on
+/// (for progress watchers on every instance).
 ///
 /// Refuses (answers 0) a save of another claim than the record's (a late write of an earlier
 /// claim of the key), and one that would turn a terminal record back into a live one (a late
@@ -79,6 +81,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'info', ARGV[2], 'error', ARGV[4]
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'token', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'owner', ARGV[7]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[8], ARGV[2])
 return 1
 ";
 
@@ -138,6 +141,13 @@ return size
 /// - **Progress** is published by the streaming instance at most every
 ///   [progress interval](RedisStoreBuilder::progress_interval), so a fast upload does not
 ///   flood Redis; other instances see it that fresh.
+/// - **Progress pushed across instances**: every accepted save is also published on the
+///   channel `{prefix}saved` (the JSON record), and each store subscribes to it with a
+///   connection of its own, so that progress watchers (`command=watch` of the status
+///   service) on any instance follow an upload streaming on another. An update reaches them
+///   at most one [progress interval](RedisStoreBuilder::progress_interval) after the bytes
+///   arrived (a status change at once), plus one round trip. Pub/sub may lose messages
+///   while the subscription reconnects; watchers reload records every few seconds.
 /// - **Cancel across instances**: `command=cancel` on instance B sets `{prefix}cancel:{key}`;
 ///   instance A, which streams the upload, polls the flags of its own uploads every
 ///   [cancel poll interval](RedisStoreBuilder::cancel_poll_interval) (one `MGET`, only while
@@ -170,6 +180,8 @@ pub struct RedisStore {
 
 struct Inner {
     connection: ConnectionManager,
+    /// For the subscription to published saves.
+    client: redis::Client,
     settings: Settings,
     claim: Script,
     save: Script,
@@ -181,6 +193,7 @@ struct Inner {
     /// cancel flags to watch.
     local: Mutex<HashMap<UploadKey, Option<ClaimToken>>>,
     on_cancel: OnceLock<CancelCallback>,
+    on_save: OnceLock<SaveCallback>,
 }
 
 #[derive(Clone, Debug)]
@@ -279,7 +292,7 @@ impl RedisStoreBuilder {
             .set_max_delay(Duration::from_secs(2));
         let connection = timeout(
             self.settings.op_timeout * 4,
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client.clone(), config),
         )
         .await?;
         let inner = Arc::new(Inner {
@@ -293,6 +306,8 @@ impl RedisStoreBuilder {
             take_size: Script::new(TAKE_SIZE),
             local: Mutex::default(),
             on_cancel: OnceLock::new(),
+            on_save: OnceLock::new(),
+            client,
         });
         tokio::spawn(watch_cancels(Arc::downgrade(&inner)));
         Ok(RedisStore { inner })
@@ -311,6 +326,53 @@ where
         Err(_) => Err(StoreError::new(format!(
             "redis did not answer within {limit:?}"
         ))),
+    }
+}
+
+/// Delivers the saves published by every instance to this instance's progress watchers
+/// (`on_save`), from the moment the registry asks for them until the store is dropped. The
+/// subscription is re-established after an error, every second at most.
+async fn watch_saves(inner: Weak<Inner>) {
+    use futures_util::StreamExt as _;
+    loop {
+        let (client, channel) = {
+            let Some(store) = inner.upgrade() else { return };
+            (store.client.clone(), store.saved_channel())
+        };
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        };
+        if let Ok(Ok(mut messages)) = tokio::time::timeout(Duration::from_secs(5), subscribed).await
+        {
+            loop {
+                // Wake now and then to notice that the store was dropped.
+                let message =
+                    match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+                        Ok(Some(message)) => message,
+                        Ok(None) => break,
+                        Err(_) => {
+                            if inner.strong_count() == 0 {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                let Some(store) = inner.upgrade() else { return };
+                let Some(on_save) = store.on_save.get() else {
+                    continue;
+                };
+                let record = message
+                    .get_payload::<String>()
+                    .ok()
+                    .and_then(|json| decode(&json).ok());
+                if let Some(record) = record {
+                    on_save(&record);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -346,6 +408,10 @@ async fn watch_cancels(inner: Weak<Inner>) {
 impl Inner {
     fn record_key(&self, key: &UploadKey) -> String {
         format!("{}rec:{key}", self.settings.prefix)
+    }
+
+    fn saved_channel(&self) -> String {
+        format!("{}saved", self.settings.prefix)
     }
 
     fn cancel_key(&self, key: &UploadKey) -> String {
@@ -424,7 +490,8 @@ impl Inner {
             .arg(info.error.code())
             .arg(token.map(|token| token.to_string()).unwrap_or_default())
             .arg(flag(info.owner.is_some()))
-            .arg(info.owner.as_deref().unwrap_or(""));
+            .arg(info.owner.as_deref().unwrap_or(""))
+            .arg(self.saved_channel());
         // 0 when refused: a stale write is not the caller's error.
         let _: i64 = timeout(
             self.settings.op_timeout,
@@ -703,6 +770,17 @@ impl ProgressStore for RedisStore {
 
     fn watch_cancels(&self, on_cancel: CancelCallback) {
         let _ = self.inner.on_cancel.set(on_cancel);
+    }
+
+    /// Subscribes to the saves of every instance (see the type's docs); needs a tokio
+    /// runtime (without one, watchers here see other instances' uploads only through their
+    /// periodic reloads).
+    fn watch_saves(&self, on_save: SaveCallback) {
+        if self.inner.on_save.set(on_save).is_ok() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(watch_saves(Arc::downgrade(&self.inner)));
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use crate::metrics::{Counters, RegistryMetrics};
 use crate::store::{Claim, ClaimError, ClaimToken, ProgressStore, StoreError};
 use crate::sync::lock;
+use crate::watch::{Bells, RemoteFeed};
 use crate::{FileError, MemoryStore, UploadInfo, UploadKey, UploadStatus};
 
 /// The longest a `begin` waits for the final save of an earlier claim of its key that ended
@@ -68,11 +69,11 @@ type OwnerFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync
 #[doc(alias = "UploadProgressManager")]
 #[derive(Clone)]
 pub struct UploadRegistry {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
-struct Shared {
-    store: Box<dyn ProgressStore>,
+pub(crate) struct Shared {
+    pub(crate) store: Box<dyn ProgressStore>,
     live: Mutex<HashMap<UploadKey, Arc<LiveUpload>>>,
     /// `Some` for shared stores: how often live progress is published to the store.
     progress_interval: Option<Duration>,
@@ -80,6 +81,10 @@ struct Shared {
     epoch: Instant,
     counters: Counters,
     owner: Mutex<Option<OwnerFn>>,
+    /// Whether `owner` is set: read without the lock on the status service's fast path.
+    owner_bound: AtomicBool,
+    /// The records of keys watched here but not streaming here (see `crate::watch`).
+    pub(crate) remote: Mutex<HashMap<UploadKey, Weak<RemoteFeed>>>,
 }
 
 /// Where a [`LiveUpload`] is: the table holds it from the claim until its final record is
@@ -90,8 +95,13 @@ const ENDED: u8 = 2;
 
 /// An upload claimed in this process.
 #[derive(Debug)]
-struct LiveUpload {
-    bytes: AtomicU64,
+pub(crate) struct LiveUpload {
+    pub(crate) bytes: AtomicU64,
+    /// Bumped by every change but the byte count (under `info`'s lock): progress watchers
+    /// compare it and `bytes` with what they saw, two atomic loads.
+    pub(crate) version: AtomicU64,
+    /// Progress watchers to wake at once on such a change (a status, above all).
+    pub(crate) bells: Bells,
     cancel_requested: AtomicBool,
     cancel: Notify,
     /// When progress was last published to a shared store (milliseconds since the epoch,
@@ -122,6 +132,8 @@ impl LiveUpload {
         let initial_bytes = info.bytes_uploaded;
         Self {
             bytes: AtomicU64::new(info.bytes_uploaded),
+            version: AtomicU64::new(0),
+            bells: Bells::default(),
             cancel_requested: AtomicBool::new(false),
             cancel: Notify::new(),
             last_published: AtomicU64::new(0),
@@ -143,13 +155,19 @@ impl LiveUpload {
             .saturating_sub(self.initial_bytes)
     }
 
-    fn snapshot(&self) -> UploadInfo {
+    pub(crate) fn snapshot(&self) -> UploadInfo {
         let mut info = lock(&self.info).clone();
         info.bytes_uploaded = self.bytes.load(Ordering::Relaxed);
         info
     }
 
-    fn phase(&self) -> u8 {
+    /// Whether the claim ended without a terminal record ([`UploadHandle::abandon`]): the key
+    /// is as unknown as if it had never been registered.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.phase() == ENDED && !lock(&self.info).status.is_terminal()
+    }
+
+    pub(crate) fn phase(&self) -> u8 {
         self.phase.load(Ordering::Acquire)
     }
 
@@ -207,6 +225,8 @@ impl UploadRegistry {
             epoch: Instant::now(),
             counters: Counters::default(),
             owner: Mutex::new(None),
+            owner_bound: AtomicBool::new(false),
+            remote: Mutex::default(),
         });
         // The store must not keep the registry alive: it only holds a weak reference.
         let weak: Weak<Shared> = Arc::downgrade(&shared);
@@ -214,6 +234,15 @@ impl UploadRegistry {
             if let Some(shared) = weak.upgrade() {
                 if let Some(live) = lock(&shared.live).get(key) {
                     live.request_cancel();
+                }
+            }
+        }));
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        shared.store.watch_saves(Arc::new(move |info: &UploadInfo| {
+            if let Some(shared) = weak.upgrade() {
+                let feed = lock(&shared.remote).get(&info.key).and_then(Weak::upgrade);
+                if let Some(feed) = feed {
+                    feed.offer(Some(info.clone()));
                 }
             }
         }));
@@ -257,6 +286,7 @@ impl UploadRegistry {
         F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
     {
         *lock(&self.shared.owner) = Some(Arc::new(owner));
+        self.shared.owner_bound.store(true, Ordering::Release);
         self
     }
 
@@ -264,6 +294,9 @@ impl UploadRegistry {
     /// a binding, or for an anonymous request.
     #[must_use]
     pub fn owner_of(&self, parts: &http::request::Parts) -> Option<String> {
+        if !self.binds_owners() {
+            return None;
+        }
         let owner = lock(&self.shared.owner).clone();
         owner.and_then(|owner| owner(parts))
     }
@@ -271,7 +304,7 @@ impl UploadRegistry {
     /// Whether uploads are bound to owners ([`with_owner`](Self::with_owner)).
     #[must_use]
     pub fn binds_owners(&self) -> bool {
-        lock(&self.shared.owner).is_some()
+        self.shared.owner_bound.load(Ordering::Acquire)
     }
 
     /// Counters of the uploads this registry has seen in this process, for export. Every
@@ -517,6 +550,62 @@ impl UploadRegistry {
         Ok(info.filter(|info| !info.is_foreign_to(owner, owner_bound)))
     }
 
+    /// [`snapshot_for`](Self::snapshot_for) without a future, a clone or a parsed key, when
+    /// it can be had at once: `f` sees the record of `key` (`None` for an unknown key or
+    /// one of another owner) and its result is returned. `None`, without calling `f`, when
+    /// the key does not stream in this process and the store cannot answer without waiting
+    /// ([`ProgressStore::inspect`]; a shared store): then use `snapshot_for`.
+    ///
+    /// `key` is not validated: an invalid key is simply unknown. This is the status
+    /// service's fast path; a live record is shown under its lock, so `f` should be quick.
+    ///
+    /// ```
+    /// use tower_upload_state::{UploadInfo, UploadKey, UploadRegistry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = UploadRegistry::new();
+    /// let upload = registry.begin(UploadInfo::new(UploadKey::parse("k1")?)).await?;
+    /// upload.add_bytes(7);
+    /// let seen = registry.inspect_for("k1", None, |info| info.map(|info| info.bytes_uploaded));
+    /// assert_eq!(seen, Some(Some(7)));
+    /// assert_eq!(registry.inspect_for("nobody", None, |info| info.is_some()), Some(false));
+    /// # upload.abandon().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn inspect_for<R>(
+        &self,
+        key: &str,
+        owner: Option<&str>,
+        f: impl FnOnce(Option<&UploadInfo>) -> R,
+    ) -> Option<R> {
+        let owner_bound = self.binds_owners();
+        {
+            // The table, then the record: the order `begin` takes them in too.
+            let table = lock(&self.shared.live);
+            if let Some(live) = table.get(key).filter(|live| live.phase() != CLAIMING) {
+                let mut info = lock(&live.info);
+                info.bytes_uploaded = live.bytes.load(Ordering::Relaxed);
+                let visible = !info.is_foreign_to(owner, owner_bound);
+                return Some(f(visible.then_some(&*info)));
+            }
+        }
+        let mut f = Some(f);
+        let mut result = None;
+        let answered = self.shared.store.inspect(key, &mut |info| {
+            if let Some(f) = f.take() {
+                let info = info.filter(|info| !info.is_foreign_to(owner, owner_bound));
+                result = Some(f(info));
+            }
+        });
+        if answered {
+            result
+        } else {
+            None
+        }
+    }
+
     /// Asks the upload of `key` to stop, and returns its state at the time of asking.
     ///
     /// An upload streaming here is woken at once (its
@@ -634,7 +723,7 @@ impl UploadRegistry {
     }
 
     /// The entry of `key` in this process, unless it is still being claimed.
-    fn live(&self, key: &UploadKey) -> Option<Arc<LiveUpload>> {
+    pub(crate) fn live(&self, key: &UploadKey) -> Option<Arc<LiveUpload>> {
         lock(&self.shared.live)
             .get(key)
             .filter(|live| live.phase() != CLAIMING)
@@ -807,9 +896,14 @@ impl UploadHandle {
     /// [`save`](Self::save) to publish it to a shared store as well. The bounded fields are
     /// truncated afterwards (see [`UploadInfo`]).
     pub fn update<R>(&self, f: impl FnOnce(&mut UploadInfo) -> R) -> R {
-        let mut info = lock(&self.live.info);
-        let result = f(&mut info);
-        info.enforce_bounds();
+        let result = {
+            let mut info = lock(&self.live.info);
+            let result = f(&mut info);
+            info.enforce_bounds();
+            self.live.version.fetch_add(1, Ordering::Release);
+            result
+        };
+        self.live.bells.ring();
         result
     }
 
@@ -1024,6 +1118,8 @@ impl UploadHandle {
                 .abandoned(self.live.new_bytes());
             self.live.phase.store(ENDED, Ordering::Release);
         }
+        self.live.version.fetch_add(1, Ordering::Release);
+        self.live.bells.ring();
         let _ = self
             .registry
             .shared

@@ -112,6 +112,11 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`ProgressStore::watch_cancels`]).
 pub type CancelCallback = Arc<dyn Fn(&UploadKey) + Send + Sync>;
 
+/// What a shared store calls with every record another instance (or this one) saved, so that
+/// progress watchers here see uploads that stream elsewhere (see
+/// [`ProgressStore::watch_saves`]).
+pub type SaveCallback = Arc<dyn Fn(&UploadInfo) + Send + Sync>;
+
 /// Where upload records live, so that the status service can answer for uploads it does not
 /// stream itself.
 ///
@@ -289,6 +294,26 @@ pub trait ProgressStore: fmt::Debug + Send + Sync + 'static {
     fn watch_cancels(&self, on_cancel: CancelCallback) {
         let _ = on_cancel;
     }
+
+    /// Called once by the registry built on this store: a shared store calls `on_save` with
+    /// every record saved by any instance (the Redis store publishes each save and subscribes
+    /// to them), so that [progress watchers](crate::UploadRegistry::watch) on this instance
+    /// follow uploads streaming on others. Delivery may be lossy: watchers also reload
+    /// records now and then. The default ignores it (a store that is not shared).
+    fn watch_saves(&self, on_save: SaveCallback) {
+        let _ = on_save;
+    }
+
+    /// Shows the record of `key` to `f` at once, without a future, and returns `true`; or
+    /// returns `false` without calling `f` when this store cannot answer without waiting
+    /// (then use [`load`](Self::load)). `f` sees `None` for an unknown or expired key.
+    ///
+    /// The status service's fast path: an in-process store (the [`MemoryStore`](crate::MemoryStore))
+    /// answers here without boxing a future or cloning the record. The default returns `false`.
+    fn inspect(&self, key: &str, f: &mut dyn FnMut(Option<&UploadInfo>)) -> bool {
+        let _ = (key, f);
+        false
+    }
 }
 
 /// A shared store is a store: keep an `Arc` of your store to look at it while the registry
@@ -394,6 +419,14 @@ impl<S: ProgressStore + ?Sized> ProgressStore for Arc<S> {
 
     fn watch_cancels(&self, on_cancel: CancelCallback) {
         (**self).watch_cancels(on_cancel);
+    }
+
+    fn watch_saves(&self, on_save: SaveCallback) {
+        (**self).watch_saves(on_save);
+    }
+
+    fn inspect(&self, key: &str, f: &mut dyn FnMut(Option<&UploadInfo>)) -> bool {
+        (**self).inspect(key, f)
     }
 }
 

@@ -6,21 +6,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::Response;
-use http_body_util::Full;
 
 use crate::answer::StatusResponse;
+use crate::ResponseBody;
 
 /// The response future of [`UploadStatusService`](crate::UploadStatusService).
 ///
-/// An answer that needs no registry (a refused request) is made in `call` and handed out by
-/// the first poll, without an allocation. An answer that asks the registry holds the
-/// registry's future in a box: the [`UploadRegistry`](tower_upload_state::UploadRegistry)
-/// methods are `async fn`s, whose future types cannot be named on stable Rust, and a
-/// [`ProgressStore`](tower_upload_state::ProgressStore) answers through boxed futures anyway,
-/// so one more allocation is the price of a nameable future type. (Measured in process, a
-/// whole status answer, query parsing and response included, costs about 0.5 µs.)
+/// An answer that needs no waiting is made in `call` and handed out by the first poll,
+/// without an allocation: a refused request, and a `status` (or nginx-dialect) answer for an
+/// upload streaming in this process or a key of an in-process store
+/// ([`UploadRegistry::inspect_for`](tower_upload_state::UploadRegistry::inspect_for)). An
+/// answer that must wait for the store (a shared store, `cancel`, `fileSize`, the start of
+/// an event stream) holds the registry's future in a box: the
+/// [`UploadRegistry`](tower_upload_state::UploadRegistry) methods are `async fn`s, whose
+/// future types cannot be named on stable Rust, and a
+/// [`ProgressStore`](tower_upload_state::ProgressStore) answers through boxed futures anyway.
 ///
 /// It is [`Send`] and `'static` whatever the request body type, since the body is dropped
 /// in `call`.
@@ -51,7 +52,7 @@ impl ResponseFuture {
 }
 
 impl Future for ResponseFuture {
-    type Output = Result<Response<Full<Bytes>>, Infallible>;
+    type Output = Result<Response<ResponseBody>, Infallible>;
 
     /// # Panics
     ///

@@ -1,18 +1,24 @@
-//! [`UploadStatusService`]: answers `?key=K&command=status|cancel|fileSize`.
+//! [`UploadStatusService`]: answers `?key=K&command=status|cancel|fileSize|watch` and
+//! `?X-Progress-ID=K`.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response};
-use http_body_util::Full;
+use http::header::ACCEPT;
+use http::{HeaderName, Method, Request, Response};
 use tower_service::Service;
-use tower_upload_state::{Command, UploadInfo, UploadKey, UploadQuery, UploadRegistry};
+use tower_upload_state::{Command, KeyError, QueryError, UploadInfo, UploadKey, UploadRegistry};
 
 use crate::answer::{self, Refusal, StatusResponse};
-use crate::ResponseFuture;
+use crate::watch::{self, Slot, WatchConfig, WatchRequest};
+use crate::{nginx, ResponseBody, ResponseFuture};
+
+/// The key parameter and header of nginx's upload progress module.
+const X_PROGRESS_ID: &str = "X-Progress-ID";
 
 /// The igUpload status handler: answers the widget's `status`, `cancel` and `fileSize`
 /// commands from an [`UploadRegistry`].
@@ -58,6 +64,8 @@ pub struct UploadStatusService {
     registry: UploadRegistry,
     /// The deprecated override of the registry's owner binding.
     owner: Option<OwnerFn>,
+    /// The settings of `command=watch` and its count of open streams.
+    watch: Arc<WatchConfig>,
 }
 
 /// Maps a request to its owner (see the deprecated [`UploadStatusService::owner`]).
@@ -68,6 +76,7 @@ impl fmt::Debug for UploadStatusService {
         f.debug_struct("UploadStatusService")
             .field("registry", &self.registry)
             .field("owner", &self.owner.as_ref().map(|_| ".."))
+            .field("watch", &self.watch)
             .finish()
     }
 }
@@ -80,7 +89,48 @@ impl UploadStatusService {
         Self {
             registry,
             owner: None,
+            watch: Arc::default(),
         }
+    }
+
+    /// The least time between two progress events of one `command=watch` stream (default
+    /// 250 ms): byte counts are looked at, and reported if they changed, at this pace. A
+    /// change of status (a terminal one above all) is pushed at once.
+    #[must_use]
+    pub fn watch_interval(mut self, interval: Duration) -> Self {
+        Arc::make_mut(&mut self.watch).interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long an event stream may stay silent before a comment line (`:`) is sent, so
+    /// that proxies and load balancers do not close it as idle (default 15 s).
+    #[must_use]
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        Arc::make_mut(&mut self.watch).heartbeat = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The most event streams open at once, over every clone of this service (default
+    /// 10 000); one more is answered 503 (`too_many_watchers`, with `Retry-After`).
+    #[must_use]
+    pub fn max_watchers(mut self, max: usize) -> Self {
+        Arc::make_mut(&mut self.watch).max_watchers = max;
+        self
+    }
+
+    /// How many unsent frames one event stream may hold (default 8) before its client
+    /// counts as lagging: the stream then ends, its memory is freed, and the client's
+    /// `EventSource` reconnects to the current state.
+    #[must_use]
+    pub fn watch_buffer(mut self, frames: usize) -> Self {
+        Arc::make_mut(&mut self.watch).buffer = frames.max(1);
+        self
+    }
+
+    /// How many event streams are open now (over every clone of this service).
+    #[must_use]
+    pub fn watchers(&self) -> usize {
+        self.watch.open.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Finds the owner of a request with `owner` instead of the registry's binding.
@@ -109,20 +159,172 @@ impl UploadStatusService {
         &self.registry
     }
 
-    /// Checks the method and the query, which needs no registry.
-    fn check<B>(req: &Request<B>) -> Result<(UploadKey, Command), Refusal> {
+    /// Checks the method and the query, which needs no registry; borrows the key.
+    fn check<B>(req: &Request<B>) -> Result<Asked<'_>, Refusal> {
         if req.method() != Method::GET && req.method() != Method::POST {
             return Err(Refusal::Method);
         }
-        let query = UploadQuery::parse(req.uri().query().unwrap_or(""))?;
-        let key = query.key()?;
-        let command = query.command()?.ok_or_else(Refusal::missing_command)?;
-        Ok((key, command))
+        let raw = req.uri().query().unwrap_or("");
+        let query = crate::query::parse(raw)?;
+        let Some(key) = query.key else {
+            if let Some(asked) = nginx_query(raw, req.headers())? {
+                return Ok(asked);
+            }
+            return Err(KeyError::Missing.into());
+        };
+        let watch = || Asked::Watch {
+            last_event_id: LastEventId::of(req.headers()),
+            keys: key.clone(),
+        };
+        // A batch of keys is checked when the stream starts; every other key first, before
+        // the command (the documented order).
+        if query
+            .command
+            .as_deref()
+            .is_some_and(|command| command.eq_ignore_ascii_case("watch"))
+        {
+            return Ok(watch());
+        }
+        UploadKey::check(&key)?;
+        let command = query
+            .command
+            .as_deref()
+            .ok_or_else(Refusal::missing_command)?;
+        let command = Command::parse(command)?;
+        if command == Command::Status && accepts_event_stream(req.headers()) {
+            return Ok(watch());
+        }
+        Ok(Asked::Command(key, command))
+    }
+
+    /// Whose request it is, by the deprecated override or the registry's binding.
+    fn requester(&self, parts: &http::request::Parts) -> Requester {
+        match &self.owner {
+            Some(owner) => Requester {
+                owner: owner(parts),
+                strict: true,
+            },
+            None => Requester {
+                owner: self.registry.owner_of(parts),
+                strict: false,
+            },
+        }
     }
 }
 
-/// Whose request it is.
+/// What a request asks, once checked.
 #[derive(Debug)]
+enum Asked<'a> {
+    /// `key=K&command=C`, with a valid key.
+    Command(Cow<'a, str>, Command),
+    /// `command=watch` (or `command=status` with `Accept: text/event-stream`): a key or a
+    /// batch, not checked yet, and the `Last-Event-ID` of a reconnect.
+    Watch {
+        keys: Cow<'a, str>,
+        last_event_id: Option<LastEventId>,
+    },
+    /// nginx's `X-Progress-ID=K` (a valid key) and an optional (safe) JSONP callback.
+    Nginx(Cow<'a, str>, Option<Cow<'a, str>>),
+}
+
+impl Asked<'_> {
+    fn into_owned(self) -> Asked<'static> {
+        let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        match self {
+            Self::Command(key, command) => Asked::Command(owned(key), command),
+            Self::Watch {
+                keys,
+                last_event_id,
+            } => Asked::Watch {
+                keys: owned(keys),
+                last_event_id,
+            },
+            Self::Nginx(key, callback) => Asked::Nginx(owned(key), callback.map(owned)),
+        }
+    }
+}
+
+/// The `Last-Event-ID` a reconnecting `EventSource` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastEventId {
+    /// It saw the stream's last event.
+    End,
+    /// It saw the event with this number (anything else is ignored).
+    Number(u64),
+}
+
+impl LastEventId {
+    fn of(headers: &http::HeaderMap) -> Option<Self> {
+        let id = headers
+            .get(HeaderName::from_static("last-event-id"))?
+            .as_bytes();
+        if id == watch::END_ID.as_bytes() {
+            return Some(Self::End);
+        }
+        let id = std::str::from_utf8(id).ok()?.trim().parse().ok()?;
+        Some(Self::Number(id))
+    }
+}
+
+/// The nginx dialect: `X-Progress-ID` (query parameter, else header) and `callback`.
+fn nginx_query<'a>(
+    raw: &'a str,
+    headers: &'a http::HeaderMap,
+) -> Result<Option<Asked<'a>>, Refusal> {
+    let (mut id, mut callback) = (None, None);
+    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        let slot = if name.eq_ignore_ascii_case(X_PROGRESS_ID) {
+            &mut id
+        } else if name == "callback" {
+            &mut callback
+        } else {
+            continue;
+        };
+        if slot.is_some() {
+            let name = if name == "callback" {
+                "callback"
+            } else {
+                X_PROGRESS_ID
+            };
+            return Err(QueryError::Repeated(name).into());
+        }
+        *slot = Some(value);
+    }
+    let id = match id {
+        Some(id) => id,
+        None => match headers.get(HeaderName::from_static("x-progress-id")) {
+            Some(value) => Cow::Borrowed(value.to_str().map_err(|_| KeyError::Empty)?),
+            None => return Ok(None),
+        },
+    };
+    UploadKey::check(&id)?;
+    if let Some(callback) = &callback {
+        if !nginx::is_callback(callback) {
+            return Err(Refusal::Query {
+                code: "bad_query",
+                message: format!(
+                    "the `callback` query parameter must be a JavaScript name of at most {} \
+                     characters (letters, digits, `_`, `$`, dots)",
+                    nginx::MAX_CALLBACK_LEN
+                ),
+            });
+        }
+    }
+    Ok(Some(Asked::Nginx(id, callback)))
+}
+
+/// Whether the request's `Accept` names `text/event-stream` (as `EventSource` sends it).
+fn accepts_event_stream(headers: &http::HeaderMap) -> bool {
+    headers.get_all(ACCEPT).iter().any(|value| {
+        value
+            .as_bytes()
+            .windows(17)
+            .any(|window| window.eq_ignore_ascii_case(b"text/event-stream"))
+    })
+}
+
+/// Whose request it is (by default: nobody's, without an owner binding).
+#[derive(Debug, Default)]
 struct Requester {
     /// The owner the binding found (`None`: anonymous, or no binding).
     owner: Option<String>,
@@ -176,7 +378,7 @@ async fn answer(
 }
 
 impl<B> Service<Request<B>> for UploadStatusService {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<ResponseBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
@@ -186,22 +388,96 @@ impl<B> Service<Request<B>> for UploadStatusService {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        match Self::check(&req) {
-            Ok((key, command)) => {
-                let (parts, _body) = req.into_parts();
-                let requester = match &self.owner {
-                    Some(owner) => Requester {
-                        owner: owner(&parts),
-                        strict: true,
-                    },
-                    None => Requester {
-                        owner: self.registry.owner_of(&parts),
-                        strict: false,
-                    },
-                };
+        // The body is never read, and the future does not hold the request.
+        let asked = match Self::check(&req) {
+            Ok(asked) => asked,
+            Err(refusal) => return ResponseFuture::ready(refusal.into_response()),
+        };
+        if self.owner.is_none() && !self.registry.binds_owners() {
+            return self.respond(asked, Requester::default());
+        }
+        // An owner binding reads the request's parts: take it apart, keeping what was asked.
+        let asked = asked.into_owned();
+        let (parts, _body) = req.into_parts();
+        let requester = self.requester(&parts);
+        self.respond(asked, requester)
+    }
+}
+
+impl UploadStatusService {
+    fn respond(&self, asked: Asked<'_>, requester: Requester) -> ResponseFuture {
+        match asked {
+            Asked::Command(key, command) => {
+                if command == Command::Status && !requester.strict {
+                    // The fast path: answered from the live table or an in-process store,
+                    // without a key, a clone of the record or a boxed future.
+                    let owner = requester.owner.as_deref();
+                    let body = self.registry.inspect_for(&key, owner, answer::status_body);
+                    if let Some(body) = body {
+                        return ResponseFuture::ready(answer::json_ok(body));
+                    }
+                }
+                let key = UploadKey::parse(&key).expect("checked in `check`");
                 ResponseFuture::registry(answer(self.registry.clone(), key, command, requester))
             }
-            Err(refusal) => ResponseFuture::ready(refusal.into_response()),
+            Asked::Nginx(key, callback) => {
+                let owner = requester.owner.as_deref();
+                let callback = callback.as_deref();
+                if !requester.strict {
+                    if let Some(response) = self
+                        .registry
+                        .inspect_for(&key, owner, |info| nginx::answer(info, callback))
+                    {
+                        return ResponseFuture::ready(response);
+                    }
+                }
+                let key = UploadKey::parse(&key).expect("checked in `check`");
+                let callback = callback.map(str::to_owned);
+                let registry = self.registry.clone();
+                ResponseFuture::registry(async move {
+                    match registry
+                        .snapshot_for(&key, requester.owner.as_deref())
+                        .await
+                    {
+                        Ok(info) => {
+                            let info = info.filter(|info| requester.may_see(info));
+                            nginx::answer(info.as_ref(), callback.as_deref())
+                        }
+                        Err(error) => answer::store_unavailable(&error),
+                    }
+                })
+            }
+            Asked::Watch {
+                keys,
+                last_event_id,
+            } => {
+                let keys = match UploadKey::parse_batch(&keys) {
+                    Ok(keys) => keys,
+                    Err(error) => {
+                        return ResponseFuture::ready(Refusal::from(error).into_response())
+                    }
+                };
+                let first_id = match last_event_id {
+                    Some(LastEventId::End) => return ResponseFuture::ready(watch::ended()),
+                    Some(LastEventId::Number(id)) => id.saturating_add(1),
+                    None => 1,
+                };
+                let Some(slot) = Slot::acquire(&self.watch) else {
+                    return ResponseFuture::ready(answer::too_many_watchers());
+                };
+                let request = WatchRequest {
+                    keys,
+                    owner: requester.owner,
+                    strict: requester.strict,
+                    first_id,
+                };
+                ResponseFuture::registry(watch::start(
+                    self.registry.clone(),
+                    request,
+                    Arc::clone(&self.watch),
+                    slot,
+                ))
+            }
         }
     }
 }
@@ -211,6 +487,7 @@ mod tests {
     use std::rc::Rc;
     use std::time::Duration;
 
+    use bytes::Bytes;
     use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
     use http::StatusCode;
     use http_body_util::{BodyExt, Empty};
@@ -250,7 +527,7 @@ mod tests {
         ask(registry, Method::GET, uri).await
     }
 
-    async fn read(response: Response<Full<Bytes>>) -> (StatusCode, Value) {
+    async fn read(response: Response<ResponseBody>) -> (StatusCode, Value) {
         let status = response.status();
         let headers = response.headers();
         assert_eq!(headers[CONTENT_TYPE], "application/json", "{status}");
@@ -792,11 +1069,80 @@ mod tests {
         assert!(format!("{service:?}").starts_with("UploadStatusService"));
         let future = service.call(Request::put("/s").body(()).unwrap());
         assert!(format!("{future:?}").contains("405"), "{future:?}");
+        // A status from the memory store is answered in `call`, without a boxed future...
         let future = service.call(Request::get("/s?key=k&command=status").body(()).unwrap());
+        assert!(
+            format!("{future:?}").contains("answered: 200"),
+            "{future:?}"
+        );
+        assert_eq!(future.await.unwrap().status(), StatusCode::OK);
+        // ...a cancel asks the registry.
+        let future = service.call(Request::get("/s?key=k&command=cancel").body(()).unwrap());
         assert!(
             format!("{future:?}").contains("asking_registry"),
             "{future:?}"
         );
         assert_eq!(future.await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_shared_store_takes_the_boxed_path_with_the_same_answers() {
+        // `DownStore`-like but working: the memory store behind a wrapper that cannot
+        // answer synchronously.
+        #[derive(Debug)]
+        struct Slow(tower_upload_state::MemoryStore);
+        impl ProgressStore for Slow {
+            fn claim<'a>(&'a self, i: &'a UploadInfo) -> StoreFuture<'a, Result<(), ClaimError>> {
+                self.0.claim(i)
+            }
+            fn save<'a>(&'a self, i: &'a UploadInfo) -> StoreFuture<'a, Result<(), StoreError>> {
+                self.0.save(i)
+            }
+            fn remove<'a>(&'a self, k: &'a UploadKey) -> StoreFuture<'a, Result<(), StoreError>> {
+                self.0.remove(k)
+            }
+            fn load<'a>(
+                &'a self,
+                k: &'a UploadKey,
+            ) -> StoreFuture<'a, Result<Option<UploadInfo>, StoreError>> {
+                self.0.load(k)
+            }
+            fn put_file_size<'a>(
+                &'a self,
+                k: &'a UploadKey,
+                n: u64,
+            ) -> StoreFuture<'a, Result<(), StoreError>> {
+                self.0.put_file_size(k, n)
+            }
+            fn take_file_size<'a>(
+                &'a self,
+                k: &'a UploadKey,
+            ) -> StoreFuture<'a, Result<Option<u64>, StoreError>> {
+                self.0.take_file_size(k)
+            }
+            fn retention(&self) -> Duration {
+                self.0.retention()
+            }
+        }
+        let registry = UploadRegistry::with_store(Slow(tower_upload_state::MemoryStore::new()));
+        let upload = begin(&registry, "done").await;
+        upload.add_bytes(4);
+        upload
+            .finish(UploadStatus::Finished, FileError::None, None)
+            .await;
+        let mut service = UploadStatusService::new(registry.clone());
+        let future = service.call(Request::get("/s?key=done&command=status").body(()).unwrap());
+        assert!(
+            format!("{future:?}").contains("asking_registry"),
+            "{future:?}"
+        );
+        assert_eq!(
+            get(&registry, "/s?key=done&command=status").await,
+            (StatusCode::OK, status_json(2, -1, 4, 4, ""))
+        );
+        assert_eq!(
+            get(&registry, "/s?key=nobody&command=status").await,
+            (StatusCode::OK, no_such_file())
+        );
     }
 }
