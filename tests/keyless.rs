@@ -170,3 +170,29 @@ async fn a_form_post_is_answered_with_see_other() {
     assert_eq!(response.status, 415);
     assert_eq!(response.json()["error"], "not_multipart");
 }
+
+/// nginx upload-progress clients name the upload with `X-Progress-ID` (query parameter or
+/// header) instead of `key`: the layer registers that key, and the status service answers
+/// for it in nginx's dialect (this failed before: the upload got a generated key instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_progress_id_names_the_upload_like_nginx() {
+    let server = TestServer::start(|layer| layer).await;
+    let body = MultipartBody::new()
+        .file("n.txt", "text/plain", b"nginx style")
+        .finish();
+    let response = server.post_upload("X-Progress-ID=nginx1", &body).await;
+    assert_eq!(response.status, 200, "{:?}", response.json());
+    assert_eq!(codes(&response.json()), (2, -1));
+    let progress = send(server.addr, "GET", "/status?X-Progress-ID=nginx1", &[], b"").await;
+    assert_eq!(progress.json(), serde_json::json!({"state": "done"}));
+
+    let mut headers = body.headers();
+    headers.push(("X-Progress-ID".into(), "nginx2".into()));
+    let response = send(server.addr, "POST", "/upload", &headers, &body.bytes).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(codes(&server.status("nginx2").await), (2, -1));
+    // An invalid id is refused like an invalid key.
+    let response = server.post_upload("X-Progress-ID=bad%2Fid", &body).await;
+    assert_eq!(response.status, 400);
+    assert_eq!(response.json()["error"], "invalid_key");
+}

@@ -169,10 +169,16 @@ async fn begin(config: &Config, parts: &Parts) -> Result<Begun, Response<Bytes>>
             ))
         }
     }
-    // No `key`: a keyless upload (curl, an HTML form); the layer makes a key per file.
+    // No `key`: nginx's progress clients name the upload `X-Progress-ID`; else a keyless
+    // upload (curl, an HTML form), for which the layer makes a key per file.
     let keys = match query.keys() {
         Ok(keys) => Some(keys),
-        Err(KeyError::Missing) => None,
+        Err(KeyError::Missing) => match progress_id(parts) {
+            Some(id) => Some(vec![
+                UploadKey::parse(&id).map_err(|error| key_error(&error))?
+            ]),
+            None => None,
+        },
         Err(error) => return Err(key_error(&error)),
     };
     if let Some(keys) = keys
@@ -273,6 +279,18 @@ fn store_unavailable(error: &dyn std::fmt::Display) -> Response<Bytes> {
         "store_unavailable",
         "the upload store is unavailable; try again later",
     )
+}
+
+/// nginx upload-progress module's key: the `X-Progress-ID` query parameter, or header.
+fn progress_id(parts: &Parts) -> Option<String> {
+    let query = parts.uri.query().unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-progress-id"))
+        .map(|(_, value)| value.into_owned())
+        .or_else(|| {
+            let header = parts.headers.get("x-progress-id")?;
+            header.to_str().ok().map(str::to_owned)
+        })
 }
 
 fn key_error(error: &KeyError) -> Response<Bytes> {
