@@ -55,11 +55,17 @@
 //! # The parts
 //!
 //! - [`UploadLayer`] (the module, [`Upload`] once applied): every `POST` to the upload path
-//!   (default `/upload`) is an upload. It registers the key, streams each file part into a
-//!   temp file, enforces the limits, stops on a cancel, moves the file to its final,
-//!   sanitised name and answers with JSON. Other requests reach the inner service untouched.
+//!   (default `/upload`) is an upload, with the client's `key` or a generated one per file
+//!   (curl, HTML forms, Uppy). It registers the key, streams each file part through one
+//!   per-file pipeline into a temp file (or memory, or a sink of yours), enforces the limits,
+//!   stops on a cancel, moves the file to its final, sanitised name and answers with JSON, or
+//!   ([`UploadLayer::forward`]) hands [`UploadedFiles`] to your handler. With
+//!   `resumable_path` it also serves tus 1.0 and the IETF resumable-upload draft. Other
+//!   requests reach the inner service untouched. [`UploadService`] is the same as a leaf for
+//!   one route.
 //! - [`UploadStatusService`] (the handler): answers `?key=K&command=status|cancel|fileSize`
-//!   as JSON. Mount it where the widget's `progressUrl` points.
+//!   as JSON, `command=watch` as Server-Sent Events, and nginx's `?X-Progress-ID=K`. Mount
+//!   it where the widget's `progressUrl` points.
 //! - [`UploadRegistry`]: the shared state both hold, a cheap `Clone` handle over a
 //!   [`ProgressStore`] ([`MemoryStore`] by default).
 //!
