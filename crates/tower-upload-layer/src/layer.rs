@@ -134,7 +134,7 @@ impl UploadLayer {
         }
     }
 
-    /// The same configuration as a leaf service for one route: see [`UploadService`] for when
+    /// The same configuration as a leaf service for one route: see [`UploadService`](crate::UploadService) for when
     /// to use it instead of the layer. The upload path ([`upload_path`](Self::upload_path)) is
     /// not used: the router decides which requests reach the service.
     #[must_use]
