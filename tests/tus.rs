@@ -709,6 +709,16 @@ async fn events_see_every_chunk_and_the_end_of_a_tus_upload() {
     let event = finished.lock().unwrap().remove(0);
     assert_eq!(event.info.key.as_str(), id(&url));
     assert_eq!(event.path, Some(server.uploads().join("ev.txt")));
+    // The same per-file result forward mode hands over: how the application hears of a
+    // completed resumable upload.
+    assert_eq!(event.file.key.as_str(), id(&url));
+    assert_eq!(event.file.file_name.as_deref(), Some("ev.txt"));
+    assert_eq!(event.file.size, 10);
+    assert!(event.file.is_stored());
+    assert_eq!(
+        event.file.stored,
+        tower_upload_layer::Stored::Path(server.uploads().join("ev.txt"))
+    );
     let seen = chunks.lock().unwrap().clone();
     assert_eq!(seen.iter().map(|(_, len)| len).sum::<usize>(), 10);
     assert!(

@@ -211,8 +211,13 @@ impl FinishOptions {
 pub struct UploadFinished {
     /// The final record: status, error, message, sizes, names.
     pub info: UploadInfo,
-    /// Where the file was stored, when it was.
+    /// Where the file was stored, when it was on disk.
     pub path: Option<PathBuf>,
+    /// What the application learns of the file, as forward mode hands it over in
+    /// [`UploadedFiles`](crate::UploadedFiles): field name, types, where it is stored (disk,
+    /// memory, a sink), digest. For resumable uploads (tus, the IETF draft) this event is how
+    /// the application hears of a completed file.
+    pub file: crate::UploadedFile,
     /// The request's head (method, URI, headers, extensions), shared by every event of the
     /// request.
     pub request: Arc<Parts>,

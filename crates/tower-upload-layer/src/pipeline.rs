@@ -79,9 +79,12 @@ impl RequestContext {
     }
 
     /// Queues the `upload_finished` event of an upload that ended.
-    pub(crate) fn ended(&self, info: &UploadInfo, path: Option<PathBuf>) {
+    pub(crate) fn ended(&self, info: &UploadInfo, file: Option<&UploadedFile>) {
         if let Some(announcer) = &self.announcer {
-            lock(&announcer.ended).push((info.clone(), path));
+            let file = file
+                .cloned()
+                .unwrap_or_else(|| UploadedFile::from_info(info));
+            lock(&announcer.ended).push((info.clone(), file));
         }
     }
 
@@ -101,7 +104,7 @@ impl RequestContext {
 struct Announcer {
     events: Arc<Events>,
     request: Arc<Parts>,
-    ended: Mutex<Vec<(UploadInfo, Option<PathBuf>)>>,
+    ended: Mutex<Vec<(UploadInfo, UploadedFile)>>,
     fields: Mutex<Fields>,
 }
 
@@ -114,10 +117,15 @@ impl Drop for Announcer {
         let fields = Arc::clone(&lock(&self.fields));
         let (events, request) = (Arc::clone(&self.events), Arc::clone(&self.request));
         let announce = async move {
-            for (info, path) in ended {
+            for (info, file) in ended {
+                let path = match &file.stored {
+                    Stored::Path(path) => Some(path.clone()),
+                    _ => None,
+                };
                 let event = UploadFinished {
                     info,
                     path,
+                    file,
                     request: Arc::clone(&request),
                     fields: Arc::clone(&fields),
                 };
@@ -407,8 +415,10 @@ impl FilePart {
                     _ => None,
                 };
                 trace!(info, key = %info.key, bytes = info.bytes_uploaded, path = ?path, "upload finished");
-                self.context.ended(&info, path);
+                #[cfg(not(feature = "tracing"))]
+                let _ = path;
                 let file = self.uploaded_file(&info, stored);
+                self.context.ended(&info, Some(&file));
                 Ended {
                     info,
                     file,
@@ -547,8 +557,8 @@ impl FilePart {
         }
         let handle = self.handle.take().expect("live until it ends");
         let info = end_with(handle, &failure).await;
-        self.context.ended(&info, None);
         let file = self.uploaded_file(&info, Stored::Nowhere);
+        self.context.ended(&info, Some(&file));
         Ended {
             info,
             file,

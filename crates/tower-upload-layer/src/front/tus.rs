@@ -1159,8 +1159,8 @@ async fn settle(
             return failure_answer(&failure);
         }
         Outcome::Done if complete => {
-            // TODO(UploadedFiles): hand the stored file to the application's results once
-            // the lead's `UploadedFiles` type lands (the path is in `ended.info`/the event).
+            // The application hears of the stored file from `upload_finished` (its `file` is
+            // the `UploadedFile` forward mode hands over): a tus client needs tus' answer.
             let ended = part.finish(&Default::default()).await;
             delete_files(config, key).await;
             return match ended.failure {
@@ -1304,7 +1304,7 @@ async fn create_final(
             return failure_answer(&failure);
         }
     }
-    // TODO(UploadedFiles): as in `settle`, report the stored file once the type lands.
+    // As in `settle`: the application hears of the file from `upload_finished`.
     let ended = part.finish(&Default::default()).await;
     delete_files(&config, &key).await;
     if let Some(failure) = ended.failure {
