@@ -67,6 +67,9 @@ Options:
   --widget-dir <DIR>            the node_modules folder holding ignite-ui, jquery and
                                 jquery-ui, served for /igupload, and uppy, for /uppy
                                 [default: tests/browser/node_modules in this repository]
+  --cors-origin <ORIGIN>        let pages of ORIGIN (e.g. https://app.example) upload with
+                                credentials, from their own origin: the CORS set-up of the
+                                README for the widget and for tus clients
   -h, --help                    print this help
 
 Pages: / (the demo's own), /igupload (the igUpload widget), /form (a plain HTML form, no
@@ -113,6 +116,8 @@ struct Args {
     allowed_mime_types: String,
     widget_dir: PathBuf,
     redis: Option<String>,
+    /// A page origin allowed to upload from another origin (CORS with credentials).
+    cors_origin: Option<String>,
 }
 
 impl Args {
@@ -127,6 +132,7 @@ impl Args {
             allowed_mime_types: "*".to_owned(),
             widget_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules"),
             redis: None,
+            cors_origin: None,
         };
         while let Some(arg) = args.next() {
             if arg == "-h" || arg == "--help" {
@@ -157,6 +163,7 @@ impl Args {
                 "--allowed-mime-types" => parsed.allowed_mime_types = value()?,
                 "--widget-dir" => parsed.widget_dir = PathBuf::from(value()?),
                 "--redis" => parsed.redis = Some(value()?),
+                "--cors-origin" => parsed.cors_origin = Some(value()?),
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
@@ -387,6 +394,10 @@ async fn main() {
         })
         .merge(clients::router(&args, registry))
         .layer(upload_layer);
+    let app = match &args.cors_origin {
+        Some(origin) => app.layer(cross_origin(origin)),
+        None => app,
+    };
 
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(listener) => listener,
@@ -620,4 +631,66 @@ async fn redis_registry(url: &str) -> UploadRegistry {
 async fn redis_registry(_url: &str) -> UploadRegistry {
     eprintln!("demo: --redis needs the redis feature: cargo run --release --features redis --example demo -- --redis URL");
     std::process::exit(2);
+}
+
+/// CORS for pages of `origin` (the README's set-up): the widget's credentialed POSTs and
+/// status queries, and tus / IETF draft clients with their headers. Outside the upload layer,
+/// so that it answers preflights and decorates the layer's answers too.
+fn cross_origin(origin: &str) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method};
+    let names = |names: &[&'static str]| -> Vec<HeaderName> {
+        names
+            .iter()
+            .map(|name| HeaderName::from_static(name))
+            .collect()
+    };
+    let Ok(origin) = HeaderValue::from_str(origin) else {
+        eprintln!("demo: --cors-origin {origin:?} is not a header value");
+        std::process::exit(2);
+    };
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origin)
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::HEAD,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(names(&[
+            "authorization",
+            "content-type",
+            "x-requested-with",
+            "x-http-method-override",
+            "tus-resumable",
+            "upload-length",
+            "upload-offset",
+            "upload-metadata",
+            "upload-defer-length",
+            "upload-concat",
+            "upload-checksum",
+            "upload-complete",
+            "upload-draft-interop-version",
+            "content-disposition",
+        ]))
+        .expose_headers(names(&[
+            "location",
+            "tus-resumable",
+            "tus-version",
+            "tus-max-size",
+            "tus-extension",
+            "tus-checksum-algorithm",
+            "upload-offset",
+            "upload-length",
+            "upload-metadata",
+            "upload-defer-length",
+            "upload-concat",
+            "upload-expires",
+            "upload-complete",
+            "upload-limit",
+            "upload-key",
+        ]))
+        .max_age(std::time::Duration::from_secs(86_400))
 }

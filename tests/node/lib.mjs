@@ -18,8 +18,8 @@ export async function freePort() {
 }
 
 /** Starts the demo on `port` storing into `dir`; resolves once it listens. */
-export async function startServer(port, dir) {
-  const child = spawn(demo, ['--addr', `127.0.0.1:${port}`, '--upload-dir', dir, '--max-file-size', '64MiB'], {
+export async function startServer(port, dir, extra = []) {
+  const child = spawn(demo, ['--addr', `127.0.0.1:${port}`, '--upload-dir', dir, '--max-file-size', '64MiB', ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise((ok, fail) => {

@@ -1,9 +1,9 @@
 // Uppy (Dashboard + Tus, the `uppy` 6 bundle) in headless Debian Chromium against the demo's
 // /files/: several files, one paused mid-upload and resumed, bytes verified on disk.
 //
-// The page is served by a small Node server that also forwards /files/ and /status to the
-// demo, so the page and the tus endpoint share an origin (the CORS set-up for a cross-origin
-// page is tested in tests/tus.rs, `cors_for_browser_tus_clients`).
+// The page comes from a small Node server on another port, so it is another origin than the
+// demo: the uploads go through the README's CORS set-up (the demo's --cors-origin), with
+// preflights, credentials and tus' exposed headers. A page of an origin not allowed fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -23,17 +23,18 @@ const PAGE = `<!doctype html>
 <script type="module">
   import { Uppy, Dashboard, Tus } from '/uppy.min.mjs';
   ${pattern.toString()}
+  const endpoint = new URLSearchParams(location.search).get('endpoint');
   const uppy = new Uppy({ autoProceed: false })
     .use(Dashboard, { inline: true, target: '#dashboard' })
-    .use(Tus, { endpoint: '/files/', chunkSize: 64 * 1024, retryDelays: [0, 300, 1000] });
+    .use(Tus, { endpoint, chunkSize: 64 * 1024, retryDelays: [0, 300, 1000], withCredentials: true });
   window.uppy = uppy;
   window.pattern = pattern;
   window.ready = true;
 </script>`;
 
-function pageServer(demoPort) {
+function pageServer() {
   return http.createServer((req, res) => {
-    if (req.url === '/') {
+    if (req.url === '/' || req.url.startsWith('/?')) {
       res.writeHead(200, { 'content-type': 'text/html' });
       return res.end(PAGE);
     }
@@ -41,18 +42,6 @@ function pageServer(demoPort) {
       const type = req.url.endsWith('.css') ? 'text/css' : 'text/javascript';
       res.writeHead(200, { 'content-type': type });
       return res.end(readFileSync(join(dist, req.url.slice(1))));
-    }
-    if (req.url.startsWith('/files') || req.url.startsWith('/status')) {
-      const upstream = http.request(
-        { host: '127.0.0.1', port: demoPort, method: req.method, path: req.url, headers: req.headers },
-        (answer) => {
-          res.writeHead(answer.statusCode, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      upstream.on('error', () => res.destroy());
-      req.pipe(upstream);
-      return;
     }
     res.writeHead(404);
     res.end();
@@ -63,10 +52,14 @@ const skip = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (tests/br
 
 test('Uppy Dashboard + Tus in Chromium: several files, one paused and resumed', { skip }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tus-uppy-'));
-  const demoPort = await freePort();
-  const server = await startServer(demoPort, dir);
-  const pages = pageServer(demoPort);
+  const pages = pageServer();
   await new Promise((ok) => pages.listen(0, '127.0.0.1', ok));
+  const stranger = pageServer();
+  await new Promise((ok) => stranger.listen(0, '127.0.0.1', ok));
+  const pageOrigin = `http://127.0.0.1:${pages.address().port}`;
+  const demoPort = await freePort();
+  const server = await startServer(demoPort, dir, ['--cors-origin', pageOrigin]);
+  const endpoint = encodeURIComponent(`http://127.0.0.1:${demoPort}/files/`);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -75,6 +68,7 @@ test('Uppy Dashboard + Tus in Chromium: several files, one paused and resumed', 
   t.after(async () => {
     await browser.close();
     pages.close();
+    stranger.close();
     await stopServer(server);
     rmSync(dir, { recursive: true, force: true });
   });
@@ -85,8 +79,9 @@ test('Uppy Dashboard + Tus in Chromium: several files, one paused and resumed', 
     if (new URL(request.url()).pathname.startsWith('/files')) methods.push(request.method());
   });
   page.on('pageerror', (error) => console.error('page error:', error));
-  await page.goto(`http://127.0.0.1:${pages.address().port}/`);
+  await page.goto(`${pageOrigin}/?endpoint=${endpoint}`);
   await page.waitForFunction(() => window.ready === true);
+  assert.notEqual(new URL(page.url()).port, String(demoPort), 'the page is another origin');
 
   const files = [
     { name: 'small.bin', size: 200 * 1024 + 5, seed: 1 },
@@ -122,4 +117,19 @@ test('Uppy Dashboard + Tus in Chromium: several files, one paused and resumed', 
   for (const file of files) {
     assert.equal(sha(readFileSync(join(dir, file.name))), sha(pattern(file.size, file.seed)), file.name);
   }
+
+  // A page of an origin the demo does not allow: the browser refuses the cross-origin
+  // request (no CORS answer for it), and nothing is stored.
+  const other = await browser.newPage();
+  await other.goto(`http://127.0.0.1:${stranger.address().port}/?endpoint=${endpoint}`);
+  await other.waitForFunction(() => window.ready === true);
+  const refused = await other.evaluate(async () => {
+    const uppy = window.uppy;
+    uppy.getPlugin('Tus').setOptions({ retryDelays: [] });
+    uppy.addFile({ name: 'stranger.bin', type: 'application/octet-stream', data: new Blob([window.pattern(1000, 9)]) });
+    const outcome = await uppy.upload();
+    return { successful: outcome.successful.length, failed: outcome.failed.length };
+  });
+  assert.deepEqual(refused, { successful: 0, failed: 1 });
+  assert.ok(!existsSync(join(dir, 'stranger.bin')));
 });
