@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use support::*;
 use tower_upload_layer::{EventError, UploadLayer, UploadStarting};
-use tower_upload_state::UploadRegistry;
+use tower_upload_state::{UploadRegistry, UploadStatus};
 
 fn tus(layer: UploadLayer) -> UploadLayer {
     layer.resumable_path("/files/")
@@ -900,5 +900,42 @@ async fn a_silent_patch_is_cut_off_with_408_and_keeps_its_data() {
         Some("10")
     );
     assert_eq!(codes(&server.status(id(&url)).await), (1, -1));
+    server.stop().await;
+}
+
+/// A resumable upload counts as one upload in the registry's metrics: its creation starts
+/// it, each request that takes it up is "resumed", each one that leaves it is "paused", and
+/// its bytes are counted once (this failed before: every PATCH counted as a new upload and
+/// every pause as an abandoned one).
+#[tokio::test]
+async fn metrics_count_a_resumable_upload_once() {
+    let server = TestServer::start(tus).await;
+    let before = server.registry.metrics();
+    let data = pattern(30_000, 4);
+    let url = create(&server, data.len() as u64, "m.bin").await;
+    assert_eq!(patch(&server, &url, 0, &data[..10_000]).await.status, 204);
+    assert_eq!(
+        patch(&server, &url, 10_000, &data[10_000..20_000])
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        patch(&server, &url, 20_000, &data[20_000..]).await.status,
+        204
+    );
+    let after = server.registry.metrics();
+    assert_eq!(after.uploads_started - before.uploads_started, 1);
+    assert_eq!(after.uploads_abandoned, before.uploads_abandoned);
+    assert_eq!(after.requests_resumed - before.requests_resumed, 3);
+    assert!(after.requests_paused - before.requests_paused >= 2);
+    assert_eq!(
+        after.ended(UploadStatus::Finished) - before.ended(UploadStatus::Finished),
+        1
+    );
+    assert_eq!(after.bytes_received - before.bytes_received, 30_000);
+    assert!(after
+        .to_prometheus()
+        .contains("tower_upload_resumable_requests_resumed_total 3"));
     server.stop().await;
 }

@@ -13,6 +13,10 @@ pub(crate) struct Counters {
     /// Bytes of uploads that ended (abandoned ones included).
     ended_bytes: AtomicU64,
     abandoned: AtomicU64,
+    /// Requests that took up a paused resumable upload.
+    resumed: AtomicU64,
+    /// Requests that left a resumable upload paused.
+    paused: AtomicU64,
 }
 
 impl Counters {
@@ -32,10 +36,23 @@ impl Counters {
         self.ended_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// A request took up a paused resumable upload: not a new upload.
+    pub(crate) fn resumed(&self) {
+        self.resumed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request left a resumable upload paused, with `bytes` new bytes: not an end.
+    pub(crate) fn paused(&self, bytes: u64) {
+        self.paused.fetch_add(1, Ordering::Relaxed);
+        self.ended_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self, in_flight: usize, live_bytes: u64) -> RegistryMetrics {
         RegistryMetrics {
             uploads_started: self.started.load(Ordering::Relaxed),
             uploads_abandoned: self.abandoned.load(Ordering::Relaxed),
+            requests_resumed: self.resumed.load(Ordering::Relaxed),
+            requests_paused: self.paused.load(Ordering::Relaxed),
             uploads_ended: std::array::from_fn(|code| self.ended[code].load(Ordering::Relaxed)),
             bytes_received: self.ended_bytes.load(Ordering::Relaxed) + live_bytes,
             in_flight: in_flight as u64,
@@ -76,6 +93,11 @@ pub struct RegistryMetrics {
     pub uploads_abandoned: u64,
     /// Uploads ended, by terminal status code (index = [`UploadStatus::code`]).
     pub uploads_ended: [u64; 10],
+    /// Requests that took up a paused resumable upload (tus PATCH, draft append); a
+    /// resumable upload is started once, at its creation.
+    pub requests_resumed: u64,
+    /// Requests that left a resumable upload paused (the client will come back).
+    pub requests_paused: u64,
     /// File bytes received, ended and in-flight uploads together.
     pub bytes_received: u64,
     /// Uploads streaming now.
@@ -111,6 +133,30 @@ impl RegistryMetrics {
             "uploads_abandoned_total",
             "",
             self.uploads_abandoned,
+        );
+        family(
+            &mut out,
+            "resumable_requests_resumed_total",
+            "counter",
+            "Requests that took up a paused resumable upload.",
+        );
+        sample(
+            &mut out,
+            "resumable_requests_resumed_total",
+            "",
+            self.requests_resumed,
+        );
+        family(
+            &mut out,
+            "resumable_requests_paused_total",
+            "counter",
+            "Requests that left a resumable upload paused.",
+        );
+        sample(
+            &mut out,
+            "resumable_requests_paused_total",
+            "",
+            self.requests_paused,
         );
         family(
             &mut out,

@@ -479,7 +479,7 @@ impl UploadRegistry {
                 }
             }
             table.insert(key.clone(), Arc::clone(&live));
-            self.shared.counters.started();
+            self.shared.counters.resumed();
             live.phase.store(LIVE, Ordering::Release);
         }
         Ok(UploadHandle {
@@ -1061,10 +1061,7 @@ impl UploadHandle {
         });
         {
             let _table = lock(&self.registry.shared.live);
-            self.registry
-                .shared
-                .counters
-                .abandoned(self.live.new_bytes());
+            self.registry.shared.counters.paused(self.live.new_bytes());
             self.live.phase.store(ENDED, Ordering::Release);
         }
         let info = self.snapshot();
