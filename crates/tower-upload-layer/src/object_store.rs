@@ -77,21 +77,25 @@ const MAX_SUFFIX_ATTEMPTS: u32 = 1000;
 ///
 /// # Example
 ///
-/// ```no_run
-/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
 /// use std::sync::Arc;
-/// use ::object_store::aws::AmazonS3Builder;
-/// use tower_upload_layer::{ObjectStoreSink, UploadLayer, UploadSink};
+/// use object_store::memory::InMemory;
+/// use tower_upload_layer::{ObjectStoreSink, OverwritePolicy, UploadLayer, UploadSink};
 /// use tower_upload_state::UploadRegistry;
 ///
-/// // Region, bucket and credentials from the usual AWS_* environment variables.
-/// let s3 = Arc::new(AmazonS3Builder::from_env().with_bucket_name("my-uploads").build()?);
+/// // With S3 (object_store's `aws` feature): region and credentials from the usual AWS_*
+/// // environment variables, the bucket must exist.
+/// //   let store = Arc::new(AmazonS3Builder::from_env().with_bucket_name("my-uploads").build()?);
+/// let store = Arc::new(InMemory::new());
+/// let sink = ObjectStoreSink::new(store)
+///     .prefix("uploads/")
+///     .overwrite(OverwritePolicy::Reject);
+/// assert_eq!(sink.location("report.pdf").as_ref(), "uploads/report.pdf");
+/// assert_eq!(sink.max_buffered_bytes(), 15 << 20);
 /// let layer = UploadLayer::new(UploadRegistry::new())
 ///     .max_file_size(Some(1 << 30))
-///     .sink(UploadSink::custom(ObjectStoreSink::new(s3).prefix("uploads/")));
+///     .sink(UploadSink::custom(sink));
 /// # let _ = layer;
-/// # Ok(())
-/// # }
 /// ```
 #[derive(Clone)]
 pub struct ObjectStoreSink {
