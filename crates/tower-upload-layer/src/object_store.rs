@@ -475,7 +475,10 @@ impl ObjectWriter {
 impl FileWriter for ObjectWriter {
     fn write(&mut self, chunk: Bytes) -> SinkFuture<'_, io::Result<()>> {
         Box::pin(async move {
-            self.digest.update(&chunk);
+            if self.upload.is_none() {
+                // Only a one-`PUT` file carries its digest: no hashing past the first part.
+                self.digest.update(&chunk);
+            }
             self.buffered += chunk.len();
             self.buffer.push_back(chunk);
             while self.buffered >= self.sink.part_size {
