@@ -175,7 +175,8 @@ impl ObjectStoreSink {
     /// How long a multipart upload may go without a part before a sweep takes it for one a
     /// crash left, and how often the sink sweeps (default one hour, as the layer's
     /// [`orphan_age`](crate::UploadLayer::orphan_age)); `None` turns the automatic sweep
-    /// off. Keep it well above the time one part takes to arrive.
+    /// off. Keep it well above the time one part takes to arrive. A live upload rewrites
+    /// its journal every quarter of this age (of one hour when `None`).
     #[must_use]
     pub fn stale_after(mut self, age: Option<Duration>) -> Self {
         self.stale_after = age;
@@ -490,7 +491,9 @@ impl FileWriter for ObjectWriter {
                 let upload = self.upload.as_mut().expect("just started");
                 upload.put(part, self.sink.max_parts_in_flight).await?;
             }
-            if let (Some(upload), Some(age)) = (self.upload.as_mut(), self.sink.stale_after) {
+            if let Some(upload) = self.upload.as_mut() {
+                // Also without the automatic sweep: a manual one must not take a live upload.
+                let age = self.sink.stale_after.unwrap_or(DEFAULT_ORPHAN_AGE);
                 upload.refresh_journal(age / 4);
             }
             Ok(())
