@@ -30,8 +30,8 @@ use object_store::{
 use support::*;
 use tower::ServiceExt as _;
 use tower_upload_layer::{
-    EventError, FileSink, FinishOptions, ObjectStoreSink, OverwritePolicy, SinkFile, Stored,
-    UploadFinishing, UploadLayer, UploadSink, UploadedFiles, MIN_PART_SIZE,
+    EventError, FileSink, FinishOptions, ObjectStoreSink, OverwritePolicy, ResumableObject,
+    SinkFile, Stored, UploadFinishing, UploadLayer, UploadSink, UploadedFiles, MIN_PART_SIZE,
 };
 use tower_upload_state::{UploadKey, UploadRegistry};
 use tower_upload_status::UploadStatusService;
@@ -535,6 +535,61 @@ async fn the_sweep_aborts_what_a_crash_left() {
     assert_eq!(moto.multipart_uploads("sweep").await, ["up/crashed.bin"]);
     assert_eq!(sink.sweep_stale(Duration::ZERO).await.unwrap(), 1);
     assert_clean(moto, "sweep", &store, &[]).await;
+}
+
+/// Sends `data` to `writer` in 256 KiB chunks.
+async fn send_chunks(writer: &mut tower_upload_layer::ResumableWriter, data: &[u8]) {
+    for chunk in data.chunks(256 << 10) {
+        writer.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_resumable_upload_begun_on_one_instance_completes_on_another() {
+    // S3's real 5 MiB minimum: the bytes past the last full part wait in the bucket.
+    let moto = real();
+    let a_store = bucket(moto, "resumable").await;
+    let b_store = moto.store("resumable");
+    let instance_a = ObjectStoreSink::new(a_store.clone()).prefix("r");
+    let instance_b = ObjectStoreSink::new(b_store).prefix("r");
+    let data = pattern(14 << 20, 13);
+    let file = SinkFile::new(UploadKey::parse("r1").unwrap(), "movie.bin", "video/mp4");
+
+    // Request 1, on A: 7 MiB (one part, 2 MiB left over).
+    let state = instance_a.begin(&file).await.unwrap();
+    let mut writer = instance_a.resume(state).await.unwrap();
+    send_chunks(&mut writer, &data[..7 << 20]).await;
+    let state = writer.suspend().await.unwrap();
+    assert_eq!((state.offset, state.parts.len()), (7 << 20, 1));
+    assert!(state.tail.is_some());
+    // Only what the registry's store would keep crosses over.
+    let kept = serde_json::to_string(&state).unwrap();
+
+    // Request 2, on B: 6 MiB more; request 3, on B again: the last MiB.
+    let state: ResumableObject = serde_json::from_str(&kept).unwrap();
+    let mut writer = instance_b.resume(state).await.unwrap();
+    send_chunks(&mut writer, &data[7 << 20..13 << 20]).await;
+    let state = writer.suspend().await.unwrap();
+    assert_eq!((state.offset, state.parts.len()), (13 << 20, 2));
+    let mut writer = instance_b.resume(state).await.unwrap();
+    send_chunks(&mut writer, &data[13 << 20..]).await;
+    assert_eq!(writer.offset(), 14 << 20);
+    assert_eq!(writer.finish().await.unwrap(), "r/movie.bin");
+
+    assert_eq!(sha256(&read(&a_store, "r/movie.bin").await), sha256(&data));
+    assert_clean(moto, "resumable", &a_store, &["r/movie.bin"]).await;
+
+    // One abandoned after a pause leaves nothing either.
+    let other = SinkFile::new(UploadKey::parse("r2").unwrap(), "gone.bin", "video/mp4");
+    let mut writer = instance_a
+        .resume(instance_a.begin(&other).await.unwrap())
+        .await
+        .unwrap();
+    send_chunks(&mut writer, &data[..6 << 20]).await;
+    let state = writer.suspend().await.unwrap();
+    wait_multipart(moto, "resumable").await;
+    instance_b.resume(state).await.unwrap().abort().await;
+    assert_clean(moto, "resumable", &a_store, &["r/movie.bin"]).await;
 }
 
 /// Not a benchmark: how much the process grows while uploads of large files are in flight,

@@ -159,7 +159,8 @@ mod trace;
 
 #[cfg(feature = "object-store")]
 pub use self::object_store::{
-    ObjectStoreSink, DEFAULT_MAX_PARTS_IN_FLIGHT, DEFAULT_PART_SIZE, MIN_PART_SIZE,
+    ObjectStoreSink, ResumableObject, ResumableWriter, DEFAULT_MAX_PARTS_IN_FLIGHT,
+    DEFAULT_PART_SIZE, MIN_PART_SIZE,
 };
 pub use body::ResponseBody;
 pub use config::{

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use crate::config::{OverwritePolicy, DEFAULT_ORPHAN_AGE, DEFAULT_TEMP_SUBDIR};
 use crate::names::numbered;
 use crate::sink::{FileSink, FileWriter, SinkFile, SinkFuture};
+use tower_upload_state::UploadKey;
 
 /// The smallest part S3 accepts (all parts but the last): 5 MiB.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -260,6 +261,11 @@ impl ObjectStoreSink {
         }
     }
 
+    /// A key in the prefix's temp folder (journals, resumable uploads' tails).
+    fn temp_key(&self, name: &str) -> Path {
+        self.prefix.clone().join(DEFAULT_TEMP_SUBDIR).join(name)
+    }
+
     async fn exists(&self, path: &Path) -> io::Result<bool> {
         match self.store.head(path).await {
             Ok(_) => Ok(true),
@@ -301,6 +307,234 @@ impl ObjectStoreSink {
     }
 }
 
+/// Resumable uploads: a file written over several requests, maybe on several instances.
+impl ObjectStoreSink {
+    /// Starts a resumable upload of `file`: picks its key (by the overwrite policy) and
+    /// stores nothing yet. Keep the state where every instance finds it (the registry's
+    /// store), and [`resume`](Self::resume) it for every request that brings bytes.
+    ///
+    /// A paused upload's journal and tail age: keep [`stale_after`](Self::stale_after)
+    /// above the longest pause allowed (tus's `Upload-Expires`), or the sweep ends it.
+    ///
+    /// # Errors
+    ///
+    /// The key is taken under [`OverwritePolicy::Reject`] (`AlreadyExists`), or the store
+    /// failed.
+    pub async fn begin(&self, file: &SinkFile) -> io::Result<ResumableObject> {
+        let (path, _) = self.choose(&file.name).await?;
+        Ok(ResumableObject {
+            location: path.to_string(),
+            key: file.key.as_str().to_owned(),
+            name: file.name.clone(),
+            mime_type: file.mime_type.clone(),
+            offset: 0,
+            upload_id: None,
+            parts: Vec::new(),
+            tail: None,
+        })
+    }
+
+    /// Picks up a resumable upload where `state` left it, on this instance or any other:
+    /// the bytes past the last full part come back from the bucket.
+    ///
+    /// # Errors
+    ///
+    /// The state names a key that cannot be one, or the store failed.
+    pub async fn resume(&self, state: ResumableObject) -> io::Result<ResumableWriter> {
+        let path = Path::parse(&state.location)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        let mut buffer = VecDeque::new();
+        if let Some(tail) = &state.tail {
+            let tail = Path::parse(tail)
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+            let bytes = self
+                .store
+                .get(&tail)
+                .await
+                .map_err(io_error)?
+                .bytes()
+                .await
+                .map_err(io_error)?;
+            buffer.push_back(bytes);
+        }
+        let upload = state.upload_id.clone().map(|id| {
+            let parts = state
+                .parts
+                .iter()
+                .map(|content_id| PartId {
+                    content_id: content_id.clone(),
+                })
+                .collect();
+            let mut upload = Multipart::resumed(self, &path, id, parts);
+            upload.abort_on_drop = false;
+            upload
+        });
+        let key = UploadKey::parse(&state.key)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+        let buffered = buffer.iter().map(Bytes::len).sum();
+        let writer = ObjectWriter {
+            sink: self.clone(),
+            file: SinkFile::new(key, state.name.clone(), state.mime_type.clone()),
+            path,
+            attempt: 0,
+            buffer,
+            buffered,
+            digest: None,
+            upload,
+        };
+        Ok(ResumableWriter { writer, state })
+    }
+
+    /// Ends a resumable upload that will not complete (deleted, expired): aborts its
+    /// multipart upload and deletes its tail and journal.
+    pub async fn abandon(&self, state: ResumableObject) {
+        if let (Some(id), Ok(path)) = (&state.upload_id, Path::parse(&state.location)) {
+            let journal = hex(&Sha256::digest(id.as_bytes())[..16]);
+            abort_upload(
+                Arc::clone(&self.store),
+                Arc::clone(&self.multipart),
+                path,
+                id.clone(),
+                self.temp_key(&journal),
+            )
+            .await;
+        }
+        if let Some(Ok(tail)) = state.tail.as_deref().map(Path::parse) {
+            let _ = self.store.delete(&tail).await;
+        }
+    }
+
+    /// The key of the object that holds a resumable upload's bytes past its last full part.
+    fn tail_key(&self, state: &ResumableObject) -> Path {
+        let id = format!("{}\n{}", state.key, state.location);
+        self.temp_key(&format!(
+            "{}.tail",
+            hex(&Sha256::digest(id.as_bytes())[..16])
+        ))
+    }
+}
+
+/// Where a resumable upload into an [`ObjectStoreSink`] stands between two requests: what
+/// another instance needs to go on with it (serialise it with serde into the registry's
+/// store). The parts stay in the bucket's multipart upload; the bytes past the last full
+/// part (S3 takes no part under 5 MiB but the last) wait in a small object of the prefix's
+/// `.tower-upload-tmp/` folder.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ResumableObject {
+    /// The object key the file will have.
+    pub location: String,
+    /// The upload's registry key.
+    pub key: String,
+    /// The file's (sanitised) name.
+    pub name: String,
+    /// The declared MIME type.
+    pub mime_type: String,
+    /// The bytes received so far.
+    pub offset: u64,
+    /// The multipart upload's id, once a part was full.
+    pub upload_id: Option<String>,
+    /// The stored parts' ids (S3: their ETags), in order.
+    pub parts: Vec<String>,
+    /// The key of the object with the bytes past the last part, when there are any.
+    pub tail: Option<String>,
+}
+
+/// A resumable upload taking the bytes of one request; see [`ObjectStoreSink::begin`].
+///
+/// End it with [`suspend`](Self::suspend) (the request ended, the upload goes on later),
+/// [`finish`](Self::finish) or [`abort`](Self::abort). Dropped without one, it leaves the
+/// upload as its last state says: the bytes sent since are sent again after a resume.
+#[derive(Debug)]
+pub struct ResumableWriter {
+    writer: ObjectWriter,
+    state: ResumableObject,
+}
+
+impl ResumableWriter {
+    /// The bytes received so far, this request's included.
+    #[must_use]
+    pub fn offset(&self) -> u64 {
+        self.state.offset
+    }
+
+    /// Takes the next bytes; full parts leave for the bucket at once.
+    ///
+    /// # Errors
+    ///
+    /// A part could not be stored; abort (or abandon) the upload.
+    pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.state.offset += chunk.len() as u64;
+        self.writer.push(chunk).await
+    }
+
+    /// The request is over: waits for the parts in flight, stores the bytes past the last
+    /// full part in the tail object, and returns the state to keep for the next request.
+    ///
+    /// # Errors
+    ///
+    /// The store failed: the previous state is still valid (its offset is the one to
+    /// resume from).
+    pub async fn suspend(mut self) -> io::Result<ResumableObject> {
+        let sink = self.writer.sink.clone();
+        if let Some(upload) = self.writer.upload.take() {
+            self.state.upload_id = Some(upload.id.clone());
+            self.state.parts = upload
+                .suspend()
+                .await?
+                .into_iter()
+                .map(|part| part.content_id)
+                .collect();
+        }
+        let tail = sink.tail_key(&self.state);
+        if self.writer.buffered > 0 {
+            let rest = self.writer.take(self.writer.buffered);
+            sink.store.put(&tail, rest).await.map_err(io_error)?;
+            self.state.tail = Some(tail.to_string());
+        } else {
+            if self.state.tail.is_some() {
+                let _ = sink.store.delete(&tail).await;
+            }
+            self.state.tail = None;
+        }
+        Ok(self.state)
+    }
+
+    /// All bytes are in: stores the object and returns its key.
+    ///
+    /// # Errors
+    ///
+    /// The store failed, or the key was taken meanwhile (under a policy other than
+    /// `Overwrite`); the multipart upload is then aborted.
+    pub async fn finish(self) -> io::Result<String> {
+        let sink = self.writer.sink.clone();
+        let tail = self
+            .state
+            .tail
+            .is_some()
+            .then(|| sink.tail_key(&self.state));
+        let mut writer = self.writer;
+        if let Some(upload) = writer.upload.as_mut() {
+            upload.abort_on_drop = true;
+        }
+        let location = writer.finish_stored().await;
+        if let Some(tail) = tail {
+            let _ = sink.store.delete(&tail).await;
+        }
+        Ok(location?.unwrap_or_default())
+    }
+
+    /// The upload will not complete: aborts the multipart upload, deletes the tail.
+    pub async fn abort(mut self) {
+        if let Some(upload) = self.writer.upload.take() {
+            upload.abort().await;
+        }
+        let sink = self.writer.sink.clone();
+        self.state.upload_id = None;
+        sink.abandon(self.state).await;
+    }
+}
+
 impl fmt::Debug for ObjectStoreSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectStoreSink")
@@ -326,7 +560,7 @@ impl FileSink for ObjectStoreSink {
                 attempt,
                 buffer: VecDeque::new(),
                 buffered: 0,
-                digest: Sha256::new(),
+                digest: Some(Sha256::new()),
                 upload: None,
             });
             Ok(writer)
@@ -354,7 +588,8 @@ struct ObjectWriter {
     /// The bytes of the part being filled.
     buffer: VecDeque<Bytes>,
     buffered: usize,
-    digest: Sha256,
+    /// `None` for a resumed file: a digest's state does not survive a pause.
+    digest: Option<Sha256>,
     /// Once the first part is full.
     upload: Option<Multipart>,
 }
@@ -408,9 +643,11 @@ impl ObjectWriter {
     /// Stores a file of at most one part with one (conditional) `PUT`.
     async fn put_whole(&mut self) -> io::Result<()> {
         let payload = self.take(self.buffered);
-        let digest = base64::engine::general_purpose::STANDARD
-            .encode(std::mem::take(&mut self.digest).finalize());
-        let attributes = self.attributes(Some(digest));
+        let digest = self
+            .digest
+            .take()
+            .map(|digest| base64::engine::general_purpose::STANDARD.encode(digest.finalize()));
+        let attributes = self.attributes(digest);
         let sink = &self.sink;
         loop {
             let mode = match sink.overwrite {
@@ -475,29 +712,7 @@ impl ObjectWriter {
 
 impl FileWriter for ObjectWriter {
     fn write(&mut self, chunk: Bytes) -> SinkFuture<'_, io::Result<()>> {
-        Box::pin(async move {
-            if self.upload.is_none() {
-                // Only a one-`PUT` file carries its digest: no hashing past the first part.
-                self.digest.update(&chunk);
-            }
-            self.buffered += chunk.len();
-            self.buffer.push_back(chunk);
-            while self.buffered >= self.sink.part_size {
-                let part = self.take(self.sink.part_size);
-                if self.upload.is_none() {
-                    let attributes = self.attributes(None);
-                    self.upload = Some(Multipart::start(&self.sink, &self.path, attributes).await?);
-                }
-                let upload = self.upload.as_mut().expect("just started");
-                upload.put(part, self.sink.max_parts_in_flight).await?;
-            }
-            if let Some(upload) = self.upload.as_mut() {
-                // Also without the automatic sweep: a manual one must not take a live upload.
-                let age = self.sink.stale_after.unwrap_or(DEFAULT_ORPHAN_AGE);
-                upload.refresh_journal(age / 4);
-            }
-            Ok(())
-        })
+        Box::pin(self.push(chunk))
     }
 
     fn finish(self: Box<Self>) -> SinkFuture<'static, io::Result<()>> {
@@ -517,6 +732,35 @@ impl FileWriter for ObjectWriter {
     }
 }
 
+impl ObjectWriter {
+    /// Takes a chunk: buffers it, and sends every part that is full.
+    async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        {
+            if let (None, Some(digest)) = (&self.upload, self.digest.as_mut()) {
+                // Only a one-`PUT` file carries its digest: no hashing past the first part.
+                digest.update(&chunk);
+            }
+            self.buffered += chunk.len();
+            self.buffer.push_back(chunk);
+            while self.buffered >= self.sink.part_size {
+                let part = self.take(self.sink.part_size);
+                if self.upload.is_none() {
+                    let attributes = self.attributes(None);
+                    self.upload = Some(Multipart::start(&self.sink, &self.path, attributes).await?);
+                }
+                let upload = self.upload.as_mut().expect("just started");
+                upload.put(part, self.sink.max_parts_in_flight).await?;
+            }
+            if let Some(upload) = self.upload.as_mut() {
+                // Also without the automatic sweep: a manual one must not take a live upload.
+                let age = self.sink.stale_after.unwrap_or(DEFAULT_ORPHAN_AGE);
+                upload.refresh_journal(age / 4);
+            }
+            Ok(())
+        }
+    }
+}
+
 /// A multipart upload in progress; dropped before it completed or aborted, it aborts itself
 /// in the background.
 struct Multipart {
@@ -532,6 +776,9 @@ struct Multipart {
     in_flight: JoinSet<(usize, ::object_store::Result<PartId>)>,
     /// Until completed or aborted.
     open: bool,
+    /// Whether dropping it open aborts the upload (not for a resumable one: its last
+    /// suspended state stays valid, and the parts sent since are sent again).
+    abort_on_drop: bool,
 }
 
 impl fmt::Debug for Multipart {
@@ -564,26 +811,7 @@ impl Multipart {
                 .map_err(io_error)?,
             Err(error) => return Err(io_error(error)),
         };
-        let journal_name = hex(&Sha256::digest(id.as_bytes())[..16]);
-        let journal = sink
-            .prefix
-            .clone()
-            .join(DEFAULT_TEMP_SUBDIR)
-            .join(journal_name.as_str());
-        let journal_body =
-            Bytes::from(serde_json::json!({ "path": path.as_ref(), "id": id }).to_string());
-        let upload = Self {
-            store: Arc::clone(&sink.store),
-            multipart: Arc::clone(&sink.multipart),
-            path: path.clone(),
-            id,
-            journal,
-            journal_body,
-            journal_written: Instant::now(),
-            parts: Vec::new(),
-            in_flight: JoinSet::new(),
-            open: true,
-        };
+        let upload = Self::resumed(sink, path, id, Vec::new());
         if let Err(error) = upload
             .store
             .put(&upload.journal, upload.journal_body.clone().into())
@@ -593,6 +821,42 @@ impl Multipart {
             return Err(io_error(error));
         }
         Ok(upload)
+    }
+
+    /// The handle of an upload that exists, with its first parts stored.
+    fn resumed(sink: &ObjectStoreSink, path: &Path, id: MultipartId, parts: Vec<PartId>) -> Self {
+        let journal_name = hex(&Sha256::digest(id.as_bytes())[..16]);
+        let journal = sink.temp_key(&journal_name);
+        let journal_body =
+            Bytes::from(serde_json::json!({ "path": path.as_ref(), "id": id }).to_string());
+        Self {
+            store: Arc::clone(&sink.store),
+            multipart: Arc::clone(&sink.multipart),
+            path: path.clone(),
+            id,
+            journal,
+            journal_body,
+            journal_written: Instant::now(),
+            parts: parts.into_iter().map(Some).collect(),
+            in_flight: JoinSet::new(),
+            open: true,
+            abort_on_drop: true,
+        }
+    }
+
+    /// Waits for the parts in flight and lets go of the upload without ending it; its
+    /// journal is rewritten, so a sweep counts its age from now. The stored part ids.
+    async fn suspend(mut self) -> io::Result<Vec<PartId>> {
+        self.wait_all().await?;
+        self.open = false;
+        let _ = self
+            .store
+            .put(&self.journal, self.journal_body.clone().into())
+            .await;
+        Ok(std::mem::take(&mut self.parts)
+            .into_iter()
+            .map(|part| part.expect("every part was awaited"))
+            .collect())
     }
 
     /// Sends the next part once fewer than `max_in_flight` are on their way.
@@ -686,10 +950,10 @@ impl Multipart {
 
 impl Drop for Multipart {
     fn drop(&mut self) {
-        if !self.open {
+        self.in_flight.abort_all();
+        if !self.open || !self.abort_on_drop {
             return;
         }
-        self.in_flight.abort_all();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(abort_upload(
                 Arc::clone(&self.store),
