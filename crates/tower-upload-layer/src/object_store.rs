@@ -1,7 +1,7 @@
 //! [`ObjectStoreSink`]: uploads streamed into object storage (S3 and S3-compatible servers,
 //! GCS, Azure) through the `object_store` crate (feature `object-store`).
 //!
-//! A file of at most one part is one conditional `PUT`; a larger one is a multipart upload
+//! A file smaller than one part is one conditional `PUT`; a larger one is a multipart upload
 //! whose parts leave as they fill, with a bounded number in flight. Every way a file can
 //! fail aborts its multipart upload, and a journal object per multipart upload lets
 //! [`ObjectStoreSink::sweep_stale`] abort what a crash left behind.
@@ -56,7 +56,7 @@ const MAX_SUFFIX_ATTEMPTS: u32 = 1000;
 /// body is not read further until one is through. One upload holds at most
 /// [`max_buffered_bytes`](Self::max_buffered_bytes) (15 MiB by default) plus one chunk.
 ///
-/// **Size.** A file of at most one part is one `PUT`; a larger one is a multipart upload,
+/// **Size.** A file smaller than one part is one `PUT`; a larger one is a multipart upload,
 /// created when its first part is full.
 ///
 /// **Failures.** Whatever ends a file before it is stored (a cancel, a disconnect, a limit,
@@ -146,8 +146,8 @@ impl ObjectStoreSink {
         self
     }
 
-    /// The size of every part of a multipart upload but the last, and the largest file
-    /// stored with one `PUT`. S3 needs at least [`MIN_PART_SIZE`] (5 MiB), R2 equal parts;
+    /// The size of every part of a multipart upload but the last; a smaller file is stored
+    /// with one `PUT`. S3 needs at least [`MIN_PART_SIZE`] (5 MiB), R2 equal parts;
     /// a smaller value is for stores and test servers that allow it. Memory per upload grows
     /// with it (see [`max_buffered_bytes`](Self::max_buffered_bytes)).
     #[must_use]
@@ -640,7 +640,7 @@ impl ObjectWriter {
         attributes
     }
 
-    /// Stores a file of at most one part with one (conditional) `PUT`.
+    /// Stores a file smaller than one part with one (conditional) `PUT`.
     async fn put_whole(&mut self) -> io::Result<()> {
         let payload = self.take(self.buffered);
         let digest = self
