@@ -64,6 +64,11 @@ Options:
                                 form: `*` or `image/*|application/pdf` [default: *]
   --redis <URL>                 keep upload records in Redis (redis://127.0.0.1:6379/), so
                                 several instances share them; needs `--features redis`
+  --s3-bucket <NAME>            store files in this S3 bucket instead of --upload-dir (it must
+                                exist; region and credentials from the AWS_* environment
+                                variables); needs `--features object-store`
+  --s3-endpoint <URL>           an S3-compatible server instead of AWS (moto, MinIO...)
+  --s3-prefix <PREFIX>          the folder of the objects in the bucket [default: uploads/]
   --widget-dir <DIR>            the node_modules folder holding ignite-ui, jquery and
                                 jquery-ui, served for /igupload, and uppy, for /uppy
                                 [default: tests/browser/node_modules in this repository]
@@ -118,6 +123,8 @@ struct Args {
     redis: Option<String>,
     /// A page origin allowed to upload from another origin (CORS with credentials).
     cors_origin: Option<String>,
+    /// `--s3-bucket`, `--s3-endpoint`, `--s3-prefix`.
+    s3: Option<(String, Option<String>, String)>,
 }
 
 impl Args {
@@ -133,6 +140,7 @@ impl Args {
             widget_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules"),
             redis: None,
             cors_origin: None,
+            s3: None,
         };
         while let Some(arg) = args.next() {
             if arg == "-h" || arg == "--help" {
@@ -164,6 +172,16 @@ impl Args {
                 "--widget-dir" => parsed.widget_dir = PathBuf::from(value()?),
                 "--redis" => parsed.redis = Some(value()?),
                 "--cors-origin" => parsed.cors_origin = Some(value()?),
+                "--s3-bucket" | "--s3-endpoint" | "--s3-prefix" => {
+                    let s3 = parsed
+                        .s3
+                        .get_or_insert((String::new(), None, "uploads/".into()));
+                    match flag.as_str() {
+                        "--s3-bucket" => s3.0 = value()?,
+                        "--s3-endpoint" => s3.1 = Some(value()?),
+                        _ => s3.2 = value()?,
+                    }
+                }
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
@@ -371,6 +389,10 @@ async fn main() {
         .allowed_mime_types(&args.allowed_mime_types)
         // Resumable uploads (tus 1.0) at /files/, under the same limits and events.
         .resumable_path("/files/");
+    let upload_layer = match &args.s3 {
+        Some(s3) => upload_layer.sink(s3_sink(s3)),
+        None => upload_layer,
+    };
 
     let app = Router::new()
         .route("/", get(index))
@@ -408,7 +430,9 @@ async fn main() {
     };
     let addr = listener.local_addr().unwrap_or(args.addr);
     println!("tower-upload demo on http://{addr}/");
-    println!("uploads are stored in {}", args.upload_dir.display());
+    if args.s3.is_none() {
+        println!("uploads are stored in {}", args.upload_dir.display());
+    }
     println!("resumable (tus 1.0) uploads at http://{addr}/files/");
     println!(
         "largest file: {}; allowed types: {}; uploads POST to {}, status at {}",
@@ -693,4 +717,41 @@ fn cross_origin(origin: &str) -> tower_http::cors::CorsLayer {
             "upload-key",
         ]))
         .max_age(std::time::Duration::from_secs(86_400))
+}
+
+/// `--s3-bucket NAME [--s3-endpoint URL] [--s3-prefix P]`: files go into the bucket, streamed
+/// as multipart uploads (region and credentials from the usual AWS_* environment variables).
+#[cfg(feature = "object-store")]
+fn s3_sink(
+    (bucket, endpoint, prefix): &(String, Option<String>, String),
+) -> tower_upload::UploadSink {
+    use object_store::aws::AmazonS3Builder;
+    // The S3 client's TLS (ring, as its request signing).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(endpoint) = endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    match builder.build() {
+        Ok(store) => {
+            let sink = tower_upload::ObjectStoreSink::new(Arc::new(store)).prefix(prefix);
+            println!(
+                "uploads are stored in the bucket {bucket}, as {}",
+                sink.location("NAME")
+            );
+            tower_upload::UploadSink::custom(sink)
+        }
+        Err(error) => {
+            eprintln!("demo: cannot use the bucket {bucket}: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(not(feature = "object-store"))]
+fn s3_sink(_: &(String, Option<String>, String)) -> tower_upload::UploadSink {
+    eprintln!("demo: --s3-bucket needs the object-store feature: cargo run --release --features object-store --example demo -- --s3-bucket NAME");
+    std::process::exit(2);
 }

@@ -83,6 +83,9 @@ pub use tower_upload_layer as layer;
 pub use tower_upload_state as state;
 pub use tower_upload_status as status;
 
+/// With the `object-store` feature: uploads streamed into S3, GCS or Azure.
+#[cfg(feature = "object-store")]
+pub use tower_upload_layer::ObjectStoreSink;
 pub use tower_upload_layer::{
     BoxError, DigestAlgorithm, EventError, FinishOptions, MimeFilter, OverwritePolicy,
     ResponseBody, StartOptions, Stored, Upload, UploadFinished, UploadFinishing, UploadLayer,

@@ -157,6 +157,9 @@ pub struct UploadFinishing {
     pub temp_path: Option<PathBuf>,
     /// The whole file (in-memory sink).
     pub data: Option<Bytes>,
+    /// Where a custom sink stored the file (e.g. the object key of
+    /// [`ObjectStoreSink`](crate::UploadSink::Custom)).
+    pub location: Option<String>,
     /// The request's head (method, URI, headers, extensions), shared by every event of the
     /// request.
     pub request: Arc<Parts>,

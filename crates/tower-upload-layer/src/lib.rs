@@ -147,6 +147,8 @@ mod leaf;
 mod mime;
 mod multipart;
 mod names;
+#[cfg(feature = "object-store")]
+mod object_store;
 mod pipeline;
 mod results;
 mod service;
@@ -155,6 +157,11 @@ mod sniff;
 mod stream;
 mod trace;
 
+#[cfg(feature = "object-store")]
+pub use self::object_store::{
+    ObjectStoreSink, ResumableObject, ResumableWriter, DEFAULT_MAX_PARTS_IN_FLIGHT,
+    DEFAULT_PART_SIZE, MIN_PART_SIZE,
+};
 pub use body::ResponseBody;
 pub use config::{
     MimeFilter, OverwritePolicy, DEFAULT_BUFFER_SIZE, DEFAULT_IDLE_TIMEOUT,

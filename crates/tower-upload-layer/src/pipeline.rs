@@ -304,6 +304,7 @@ impl FilePart {
             key: handle.key().clone(),
             name: self.stored_name.clone(),
             mime_type: self.mime_type.clone(),
+            original_name: self.raw_name.clone(),
         };
         let writer = match self.resumable_file.take() {
             Some(path) => TempUpload::open_resumable(path, 0, true, config.buffer_size)
@@ -319,7 +320,11 @@ impl FilePart {
                 .await
             }
         }
-        .map_err(|error| Failure::io(&error, FileError::FileStarting, "create the file"))?;
+        .map_err(|error| match error.kind() {
+            // A sink that refuses to replace an object (the `Reject` policy) says so.
+            std::io::ErrorKind::AlreadyExists => name_taken(&self.stored_name),
+            _ => Failure::io(&error, FileError::FileStarting, "create the file"),
+        })?;
         self.writer = Some(writer);
         Ok(())
     }
@@ -444,10 +449,10 @@ impl FilePart {
     async fn store(&mut self, fields: &Fields) -> Result<Stored, Failure> {
         self.check_content()?;
         let writer = self.writer.take().expect("open until finished");
-        let received = writer
-            .finish()
-            .await
-            .map_err(|error| Failure::io(&error, FileError::FileWriting, "write the file"))?;
+        let received = writer.finish().await.map_err(|error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => name_taken(&self.stored_name),
+            _ => Failure::io(&error, FileError::FileWriting, "write the file"),
+        })?;
         if let Some(digester) = self.digester.take() {
             let (digest, matches) = digester.finish();
             if !matches {
@@ -468,10 +473,10 @@ impl FilePart {
 
         let mut file_taken = false;
         if let Some(events) = self.context.events() {
-            let (temp_path, data) = match &received {
-                Received::Disk(file) => (Some(file.path().to_owned()), None),
-                Received::Memory(data) => (None, Some(data.clone())),
-                Received::Custom(..) => (None, None),
+            let (temp_path, data, location) = match &received {
+                Received::Disk(file) => (Some(file.path().to_owned()), None, None),
+                Received::Memory(data) => (None, Some(data.clone()), None),
+                Received::Custom(_, file) => (None, None, Some(file.name.clone())),
             };
             let event = UploadFinishing {
                 key: handle.key().clone(),
@@ -483,6 +488,7 @@ impl FilePart {
                 digest: handle.snapshot().digest,
                 temp_path,
                 data,
+                location,
                 request: Arc::clone(&self.context.request),
                 fields: Arc::clone(fields),
             };
@@ -521,15 +527,9 @@ impl FilePart {
             .await
             .map(Stored::Path)
             .map_err(|error| match error {
-                PersistError::Exists(path) => Failure::new(
-                    UploadStatus::ErrorUploading,
-                    FileError::FileSaving,
-                    format!(
-                        "a file named {:?} already exists",
-                        path.file_name().unwrap_or_default()
-                    ),
-                )
-                .with_http(http::StatusCode::CONFLICT),
+                PersistError::Exists(path) => {
+                    name_taken(&path.file_name().unwrap_or_default().to_string_lossy())
+                }
                 PersistError::Folder(error) => Failure::io(
                     &error,
                     FileError::UploadFolderNotFound,
@@ -588,6 +588,16 @@ impl Drop for FilePart {
         drop(handle);
         self.context.ended(&info, None);
     }
+}
+
+/// The final name is taken and the policy is `Reject`: 409, status 6 / error 6.
+fn name_taken(name: &str) -> Failure {
+    Failure::new(
+        UploadStatus::ErrorUploading,
+        FileError::FileSaving,
+        format!("a file named {name:?} already exists"),
+    )
+    .with_http(http::StatusCode::CONFLICT)
 }
 
 fn usable_name(raw: &str) -> Result<String, Failure> {

@@ -126,7 +126,9 @@ pub enum Stored {
     Path(PathBuf),
     /// In memory (the memory sink): the whole file.
     Memory(Bytes),
-    /// With the application's own sink, under this name.
+    /// With the application's own sink: the location its writer reported (the object key,
+    /// such as `uploads/report.pdf`, with the `object-store` feature's `ObjectStoreSink`), or
+    /// else the file's name.
     Sink(String),
     /// An `upload_finishing` handler took the file (moved or deleted it).
     Taken,

@@ -72,6 +72,23 @@ pub struct SinkFile {
     pub name: String,
     /// The declared MIME type.
     pub mime_type: String,
+    /// The file name as the client sent it (not sanitised: for metadata, never for a path).
+    pub original_name: String,
+}
+
+impl SinkFile {
+    /// A file description, for calling a [`FileSink`] outside the layer (tests, tools); the
+    /// original name is `name`.
+    #[must_use]
+    pub fn new(key: UploadKey, name: impl Into<String>, mime_type: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            key,
+            original_name: name.clone(),
+            name,
+            mime_type: mime_type.into(),
+        }
+    }
 }
 
 /// An application's own destination for uploaded files.
@@ -120,7 +137,9 @@ pub trait FileSink: fmt::Debug + Send + Sync + 'static {
 
     /// An `upload_finishing` handler refused `file` after its writer
     /// [finished](FileWriter::finish): remove what was stored. The upload is recorded as
-    /// vetoed (status 7) whatever this returns; the default does nothing.
+    /// vetoed (status 7) whatever this returns; the default does nothing. When the writer
+    /// reported where it stored the file ([`FileWriter::finish_stored`]), `file.name` is that
+    /// location.
     fn discard<'a>(&'a self, file: &'a SinkFile) -> SinkFuture<'a, ()> {
         let _ = file;
         Box::pin(std::future::ready(()))
@@ -134,6 +153,15 @@ pub trait FileWriter: fmt::Debug + Send + 'static {
 
     /// All bytes are in.
     fn finish(self: Box<Self>) -> SinkFuture<'static, io::Result<()>>;
+
+    /// All bytes are in, as [`finish`](Self::finish), and where they are now: an object
+    /// store's key, a URL. The layer calls this one; the location becomes the file's
+    /// [`Stored::Sink`](crate::Stored::Sink) (the file name when it is `None`). The default
+    /// calls `finish` and reports no location.
+    fn finish_stored(self: Box<Self>) -> SinkFuture<'static, io::Result<Option<String>>> {
+        let finish = self.finish();
+        Box::pin(async move { finish.await.map(|()| None) })
+    }
 
     /// The upload failed or was canceled: discard what was written. The default drops the
     /// writer.
@@ -217,11 +245,13 @@ impl Writer {
             Self::Memory(chunks) => Ok(Received::Memory(concat(chunks))),
             Self::Custom(mut custom) => {
                 let writer = custom.writer.take().expect("open until finished");
-                writer.finish().await?;
-                Ok(Received::Custom(
-                    Arc::clone(&custom.sink),
-                    custom.file.clone(),
-                ))
+                let location = writer.finish_stored().await?;
+                let mut file = custom.file.clone();
+                if let Some(location) = location {
+                    // What the application (`Stored::Sink`) and `discard` know it by.
+                    file.name = location;
+                }
+                Ok(Received::Custom(Arc::clone(&custom.sink), file))
             }
         }
     }
