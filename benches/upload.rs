@@ -637,13 +637,15 @@ fn concurrency(report: &mut Report, options: &Options, source: &Source) -> io::R
                     to_nginx.median >= 1.2,
                 );
             }
-            let to_axum = ratios(&values(layer, |r| r.mbps), &values(&runs[AXUM], |r| r.mbps));
-            report.target(
-                &format!("{uploads} concurrent: throughput / axum Multipart"),
-                format!("{:.2}", to_axum.median),
-                ">= 1.00",
-                to_axum.median >= 1.0,
-            );
+            if !runs[AXUM].is_empty() {
+                let to_axum = ratios(&values(layer, |r| r.mbps), &values(&runs[AXUM], |r| r.mbps));
+                report.target(
+                    &format!("{uploads} concurrent: throughput / axum Multipart"),
+                    format!("{:.2}", to_axum.median),
+                    ">= 1.00",
+                    to_axum.median >= 1.0,
+                );
+            }
             let per_upload = Summary::of(&values(layer, |r| r.peak_growth / uploads as f64));
             report.target(
                 &format!("{uploads} concurrent: peak RSS growth per upload"),
