@@ -229,6 +229,7 @@ struct BatchWriter {
     pending: Vec<Bytes>,
     pending_len: usize,
     batch: usize,
+    inline: bool,
 }
 
 impl BatchWriter {
@@ -239,6 +240,7 @@ impl BatchWriter {
             pending: Vec::with_capacity(16),
             pending_len: 0,
             batch,
+            inline: std::env::var_os("BENCH_RAW_INLINE").is_some(),
         }
     }
 
@@ -272,6 +274,15 @@ impl BatchWriter {
 
     async fn start_write(&mut self) -> io::Result<()> {
         self.wait_write().await?;
+        if self.inline {
+            // For experiments (`BENCH_RAW_INLINE=1`): the write on the async thread, no
+            // hand-off to the blocking pool.
+            let file = self.file.as_mut().expect("no write is in flight");
+            let result = write_all_vectored(file, &self.pending);
+            self.pending.clear();
+            self.pending_len = 0;
+            return result;
+        }
         let mut file = self.file.take().expect("no write is in flight");
         let mut batch = mem::take(&mut self.pending);
         self.pending_len = 0;
