@@ -16,6 +16,7 @@ use support::args::{self, Mode, Options};
 use support::client::{self, Source};
 use support::inproc;
 use support::load;
+use support::nginx;
 use support::report::{ratios, Report, Summary};
 use support::server::{self, Server, KINDS, LIVE_KEY};
 
@@ -48,7 +49,15 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
-        Ok(Mode::Bench(options)) => bench(&options),
+        Ok(Mode::Bench(mut options)) => {
+            if options.has_kind("nginx") {
+                if let Err(why) = nginx::available() {
+                    eprintln!("warning: no nginx column: {why}");
+                    options.kinds.retain(|kind| kind != "nginx");
+                }
+            }
+            bench(&options)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,7 +126,7 @@ fn bench(options: &Options) -> io::Result<()> {
     let header = format!(
         "# tower-upload benchmark results\n\n\
          - machine: {}\n- commit: {}, toolchain: {}, date: {}\n\
-         - options: {}reps {}, sizes {}, concurrency {:?} x {}\n\
+         - options: {}reps {}, sizes {}, concurrency {:?} x {}, kinds {}\n\
          - every figure is `median (min-max)` over the repetitions; ratios are the median \
          (min-max) of per-repetition ratios (each repetition runs every kind back to back, \
          in a rotating order)\n",
@@ -135,6 +144,7 @@ fn bench(options: &Options) -> io::Result<()> {
             .join(", "),
         options.concurrency,
         size_name(options.concurrent_size),
+        options.kinds.join(", "),
     );
     println!("{header}");
     let mut report = Report::default();
@@ -302,7 +312,9 @@ fn measure(
         }
     }
     let stored = server.stored_bytes();
-    let expected = if kind == "drain" {
+    // nginx deletes each body once answered (`client_body_in_file_only clean`); it answers
+    // 200 only once it has all of it.
+    let expected = if kind == "drain" || kind == "nginx" {
         0
     } else {
         size * uploads as u64
@@ -338,11 +350,15 @@ fn repeat(
 ) -> io::Result<Vec<Vec<Run>>> {
     // One run thrown away first: the first large run after a pause pays for fresh memory
     // (this VM hands freed pages back to its host), whichever kind it is.
-    measure(KINDS[RAW], source, uploads, size, "discard")?;
+    let selected: Vec<usize> = (0..KINDS.len())
+        .filter(|&index| options.has_kind(KINDS[index]))
+        .collect();
+    let discard = if options.has_kind("raw") { RAW } else { LAYER };
+    measure(KINDS[discard], source, uploads, size, "discard")?;
     let mut runs = vec![Vec::with_capacity(options.reps); KINDS.len()];
     for rep in 0..options.reps {
-        for offset in 0..KINDS.len() {
-            let index = (offset + rep) % KINDS.len();
+        for offset in 0..selected.len() {
+            let index = selected[(offset + rep) % selected.len()];
             let run = measure(
                 KINDS[index],
                 source,
@@ -351,7 +367,7 @@ fn repeat(
                 &format!("r{rep}k{index}"),
             )?;
             println!(
-                "  rep {rep} {:<5} {uploads:>2} x {}: {:>6.0} MB/s, {:.2} CPU s/GiB ({:.2} user), {:.1} faults/MiB, peak +{} MiB, after {} MiB",
+                "  rep {rep} {:<12} {uploads:>2} x {}: {:>6.0} MB/s, {:.2} CPU s/GiB ({:.2} user), {:.1} faults/MiB, peak +{} MiB, after {} MiB",
                 KINDS[index],
                 size_name(size),
                 run.mbps,
@@ -375,6 +391,7 @@ fn runs_json(runs: &[Vec<Run>]) -> Value {
     KINDS
         .iter()
         .zip(runs)
+        .filter(|(_, runs)| !runs.is_empty())
         .map(|(kind, runs)| {
             let summary = |field: fn(&Run) -> f64| Summary::of(&values(runs, field)).to_json();
             (
@@ -398,12 +415,16 @@ const LAYER: usize = 0;
 const RAW: usize = 1;
 const DRAIN: usize = 2;
 const AXUM: usize = 3;
+const NGINX: usize = 4;
+const SHA256: usize = 5;
 
-const KIND_NAMES: [&str; 4] = [
+const KIND_NAMES: [&str; 6] = [
     "**UploadLayer** (axum router + layer)",
     "raw body to file (same batched writes)",
     "body drained (network ceiling)",
     "axum `Multipart` + `tokio::fs::File`",
+    "nginx 1.22 + uploadprogress (body to file, 2 workers)",
+    "UploadLayer + `digest(Sha256)`",
 ];
 
 fn single(report: &mut Report, options: &Options, source: &Source) -> io::Result<()> {
@@ -415,6 +436,9 @@ fn single(report: &mut Report, options: &Options, source: &Source) -> io::Result
         let runs = repeat(options, source, 1, size)?;
         let mut rows = Vec::new();
         for (index, runs) in runs.iter().enumerate() {
+            if runs.is_empty() {
+                continue;
+            }
             let mbps = values(runs, |r| r.mbps);
             let cpu = values(runs, |r| r.cpu_per_gib);
             rows.push(vec![
@@ -445,6 +469,41 @@ fn single(report: &mut Report, options: &Options, source: &Source) -> io::Result
         let to_axum = ratios(&speed(LAYER), &speed(AXUM));
         let cpu_to_raw = ratios(&cpu(LAYER), &cpu(RAW));
         let name = size_name(size);
+        if !runs[NGINX].is_empty() {
+            let to_nginx = ratios(&speed(LAYER), &speed(NGINX));
+            let cpu_to_nginx = ratios(&cpu(LAYER), &cpu(NGINX));
+            report.target(
+                &format!("{name}: throughput / nginx + uploadprogress"),
+                to_nginx.show(2),
+                ">= 1.10",
+                to_nginx.median >= 1.1,
+            );
+            report.target(
+                &format!("{name}: CPU per GiB / nginx (its workers summed)"),
+                cpu_to_nginx.show(2),
+                "<= 1.00",
+                cpu_to_nginx.median <= 1.0,
+            );
+        }
+        if !runs[SHA256].is_empty() {
+            let extra = Summary::of(
+                &runs[SHA256]
+                    .iter()
+                    .zip(&runs[LAYER])
+                    .map(|(sha, plain)| sha.cpu_per_gib - plain.cpu_per_gib)
+                    .collect::<Vec<_>>(),
+            );
+            report.text(&format!(
+                "SHA-256 of every file while it streams: +{} CPU s/GiB over the plain layer \
+                 (per-repetition differences).\n",
+                extra.show(2)
+            ));
+        }
+        if runs[RAW].is_empty() || runs[AXUM].is_empty() {
+            peaks.push((size, Summary::of(&values(&runs[LAYER], |r| r.peak_growth))));
+            all.insert(name, runs_json(&runs));
+            continue;
+        }
         report.target(
             &format!("{name}: throughput / raw-to-file"),
             format!("{:.2}", to_raw.median),
@@ -495,14 +554,20 @@ fn ratio_table(report: &mut Report, runs: &[Vec<Run>]) {
     let speed = |kind: usize| values(&runs[kind], |r| r.mbps);
     let cpu = |kind: usize| values(&runs[kind], |r| r.cpu_per_gib);
     let user = |kind: usize| values(&runs[kind], |r| r.user_per_gib);
-    let rows: Vec<Vec<String>> = [RAW, DRAIN, AXUM]
+    let mut pairs: Vec<(usize, usize)> = [NGINX, RAW, DRAIN, AXUM]
         .iter()
-        .map(|&kind| {
+        .map(|&kind| (LAYER, kind))
+        .collect();
+    pairs.push((SHA256, LAYER));
+    let rows: Vec<Vec<String>> = pairs
+        .into_iter()
+        .filter(|&(a, b)| !runs[a].is_empty() && !runs[b].is_empty())
+        .map(|(a, b)| {
             vec![
-                format!("layer / {}", KINDS[kind]),
-                ratios(&speed(LAYER), &speed(kind)).show(2),
-                ratios(&cpu(LAYER), &cpu(kind)).show(2),
-                ratios(&user(LAYER), &user(kind)).show(2),
+                format!("{} / {}", KINDS[a], KINDS[b]),
+                ratios(&speed(a), &speed(b)).show(2),
+                ratios(&cpu(a), &cpu(b)).show(2),
+                ratios(&user(a), &user(b)).show(2),
             ]
         })
         .collect();
@@ -529,6 +594,7 @@ fn concurrency(report: &mut Report, options: &Options, source: &Source) -> io::R
         let rows: Vec<Vec<String>> = runs
             .iter()
             .enumerate()
+            .filter(|(_, runs)| !runs.is_empty())
             .map(|(index, runs)| {
                 vec![
                     KIND_NAMES[index].to_owned(),
@@ -559,13 +625,27 @@ fn concurrency(report: &mut Report, options: &Options, source: &Source) -> io::R
         ratio_table(report, &runs);
         if uploads == *options.concurrency.iter().max().unwrap_or(&uploads) {
             let layer = &runs[LAYER];
-            let to_axum = ratios(&values(layer, |r| r.mbps), &values(&runs[AXUM], |r| r.mbps));
-            report.target(
-                &format!("{uploads} concurrent: throughput / axum Multipart"),
-                format!("{:.2}", to_axum.median),
-                ">= 1.00",
-                to_axum.median >= 1.0,
-            );
+            if !runs[NGINX].is_empty() {
+                let to_nginx = ratios(
+                    &values(layer, |r| r.mbps),
+                    &values(&runs[NGINX], |r| r.mbps),
+                );
+                report.target(
+                    &format!("{uploads} concurrent: throughput / nginx (2 workers)"),
+                    to_nginx.show(2),
+                    ">= 1.20",
+                    to_nginx.median >= 1.2,
+                );
+            }
+            if !runs[AXUM].is_empty() {
+                let to_axum = ratios(&values(layer, |r| r.mbps), &values(&runs[AXUM], |r| r.mbps));
+                report.target(
+                    &format!("{uploads} concurrent: throughput / axum Multipart"),
+                    format!("{:.2}", to_axum.median),
+                    ">= 1.00",
+                    to_axum.median >= 1.0,
+                );
+            }
             let per_upload = Summary::of(&values(layer, |r| r.peak_growth / uploads as f64));
             report.target(
                 &format!("{uploads} concurrent: peak RSS growth per upload"),

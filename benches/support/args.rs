@@ -6,11 +6,13 @@ use std::time::Duration;
 const USAGE: &str = "\
 usage: upload [--quick] [--reps N] [--sizes 1G,4G] [--concurrency 8,64] [--concurrent-size 64M]
               [--only single,concurrency,passthrough,status,churn] [--out PATH] [--source-dir DIR]
-       upload --serve layer|raw|drain|axum --dir DIR      (a server child; prints PORT n)
+              [--kinds layer,raw,drain,axum,nginx,layer-sha256]
+       upload --serve layer|raw|drain|axum|layer-sha256 --dir DIR   (a server child; prints PORT n)
        upload --upload-to 127.0.0.1:PORT --size 1G       (one client upload, for profiling)
 
 Every option can also be given as an environment variable: BENCH_QUICK=1, BENCH_REPS,
-BENCH_SIZES, BENCH_CONCURRENCY, BENCH_CONCURRENT_SIZE, BENCH_ONLY, BENCH_OUT, BENCH_SOURCE_DIR.
+BENCH_SIZES, BENCH_CONCURRENCY, BENCH_CONCURRENT_SIZE, BENCH_ONLY, BENCH_OUT, BENCH_SOURCE_DIR,
+BENCH_KINDS. BENCH_NGINX and BENCH_NGINX_MODULE name nginx and its upload progress module.
 Sizes take K, M, G (powers of 1024).";
 
 /// What the binary was asked to do.
@@ -38,6 +40,8 @@ pub(crate) struct Options {
     pub(crate) concurrent_size: u64,
     /// Scenario groups to run.
     pub(crate) only: Vec<String>,
+    /// Server kinds to run in the upload scenarios (`layer` always).
+    pub(crate) kinds: Vec<String>,
     /// Report path without extension: `.md` and `.json` are written.
     pub(crate) out: PathBuf,
     /// Where the client's source file is made.
@@ -53,6 +57,10 @@ pub(crate) struct Options {
 impl Options {
     pub(crate) fn runs(&self, group: &str) -> bool {
         self.only.iter().any(|name| name == group)
+    }
+
+    pub(crate) fn has_kind(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|name| name == kind)
     }
 }
 
@@ -104,6 +112,7 @@ pub(crate) fn parse() -> Result<Mode, String> {
     let mut only = env("BENCH_ONLY");
     let mut out = env("BENCH_OUT");
     let mut source_dir = env("BENCH_SOURCE_DIR");
+    let mut kinds = env("BENCH_KINDS");
     let mut serve = None;
     let mut dir = None;
     let mut upload_to = None;
@@ -122,6 +131,7 @@ pub(crate) fn parse() -> Result<Mode, String> {
             "--only" => only = Some(value()?),
             "--out" => out = Some(value()?),
             "--source-dir" => source_dir = Some(value()?),
+            "--kinds" => kinds = Some(value()?),
             "--serve" => serve = Some(value()?),
             "--dir" => dir = Some(value()?),
             "--upload-to" => upload_to = Some(value()?),
@@ -159,6 +169,23 @@ pub(crate) fn parse() -> Result<Mode, String> {
         })?,
         None => GROUPS.iter().map(|&name| name.to_owned()).collect(),
     };
+    let all_kinds = super::server::KINDS;
+    let mut kinds = match kinds {
+        Some(list) => parse_list(&list, |name| {
+            if all_kinds.contains(&name) {
+                Ok(name.to_owned())
+            } else {
+                Err(format!(
+                    "unknown kind {name:?}; kinds: {}",
+                    all_kinds.join(",")
+                ))
+            }
+        })?,
+        None => all_kinds.iter().map(|&name| name.to_owned()).collect(),
+    };
+    if !kinds.iter().any(|kind| kind == "layer") {
+        kinds.insert(0, "layer".to_owned());
+    }
     let options = Options {
         quick,
         reps: match reps {
@@ -180,6 +207,7 @@ pub(crate) fn parse() -> Result<Mode, String> {
             "64M"
         }))?,
         only,
+        kinds,
         // A quick run does not overwrite the results of a full one.
         out: out.map_or_else(
             || {

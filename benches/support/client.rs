@@ -78,7 +78,8 @@ pub(crate) struct Outcome {
 }
 
 /// `POST /upload?key={key}` with one file part named `file_name`: the first `len` bytes of
-/// `source`, streamed from the file.
+/// `source`, streamed from the file. The key also goes in `X-Progress-ID`, where nginx's
+/// upload progress module looks for it.
 pub(crate) fn upload(
     addr: SocketAddr,
     key: &str,
@@ -95,7 +96,7 @@ pub(crate) fn upload(
     let request = format!(
         "POST /upload?key={key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
          Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
-         Content-Length: {body_len}\r\nConnection: close\r\n\r\n{head}"
+         Content-Length: {body_len}\r\nX-Progress-ID: {key}\r\nConnection: close\r\n\r\n{head}"
     );
     let mut file = std::fs::File::open(source)?;
     let started = Instant::now();

@@ -32,16 +32,17 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
-use tower_upload_layer::UploadLayer;
+use tower_upload_layer::{DigestAlgorithm, UploadLayer};
 use tower_upload_state::{
     FileError, StatusAnswer, UploadInfo, UploadKey, UploadRegistry, UploadStatus,
 };
 use tower_upload_status::UploadStatusService;
 
-use super::procfs;
+use super::{nginx, procfs};
 
-/// The server kinds, the layer first.
-pub(crate) const KINDS: [&str; 4] = ["layer", "raw", "drain", "axum"];
+/// The server kinds, the layer first. `nginx` is not this binary (see [`super::nginx`]);
+/// `layer-sha256` is `layer` with `digest(DigestAlgorithm::Sha256)`.
+pub(crate) const KINDS: [&str; 6] = ["layer", "raw", "drain", "axum", "nginx", "layer-sha256"];
 
 /// The key of the upload the `layer` server keeps live for status queries (30 characters,
 /// like the widget's).
@@ -80,12 +81,15 @@ pub(crate) fn serve(kind: &str, dir: PathBuf) -> io::Result<()> {
         };
         let mut live = None;
         let app = match kind {
-            "layer" => {
+            "layer" | "layer-sha256" => {
                 let registry = UploadRegistry::new();
                 live = Some(live_upload(&registry).await);
                 let mut layer = UploadLayer::new(registry.clone())
                     .upload_dir(&shared.dir)
                     .max_file_size(None);
+                if kind == "layer-sha256" {
+                    layer = layer.digest(DigestAlgorithm::Sha256);
+                }
                 // For experiments: `BENCH_LAYER_BUFFER_SIZE=64K scripts/bench ...`.
                 if let Ok(size) = std::env::var("BENCH_LAYER_BUFFER_SIZE") {
                     let size = super::args::parse_size(&size).map_err(io::Error::other)?;
@@ -225,6 +229,7 @@ struct BatchWriter {
     pending: Vec<Bytes>,
     pending_len: usize,
     batch: usize,
+    inline: bool,
 }
 
 impl BatchWriter {
@@ -235,6 +240,7 @@ impl BatchWriter {
             pending: Vec::with_capacity(16),
             pending_len: 0,
             batch,
+            inline: std::env::var_os("BENCH_RAW_INLINE").is_some(),
         }
     }
 
@@ -268,6 +274,15 @@ impl BatchWriter {
 
     async fn start_write(&mut self) -> io::Result<()> {
         self.wait_write().await?;
+        if self.inline {
+            // For experiments (`BENCH_RAW_INLINE=1`): the write on the async thread, no
+            // hand-off to the blocking pool.
+            let file = self.file.as_mut().expect("no write is in flight");
+            let result = write_all_vectored(file, &self.pending);
+            self.pending.clear();
+            self.pending_len = 0;
+            return result;
+        }
         let mut file = self.file.take().expect("no write is in flight");
         let mut batch = mem::take(&mut self.pending);
         self.pending_len = 0;
@@ -299,7 +314,7 @@ pub(crate) struct Server {
     pub(crate) kind: &'static str,
     pub(crate) addr: SocketAddr,
     child: Child,
-    _stdout: BufReader<ChildStdout>,
+    _stdout: Option<BufReader<ChildStdout>>,
     dir: tempfile::TempDir,
 }
 
@@ -309,6 +324,16 @@ impl Server {
         let dir = tempfile::Builder::new()
             .prefix("tower-upload-bench-")
             .tempdir()?;
+        if kind == "nginx" {
+            let (child, addr) = nginx::start(dir.path())?;
+            return Ok(Self {
+                kind,
+                addr,
+                child,
+                _stdout: None,
+                dir,
+            });
+        }
         let mut child = Command::new(std::env::current_exe()?)
             .args(["--serve", kind, "--dir"])
             .arg(dir.path())
@@ -333,7 +358,7 @@ impl Server {
             kind,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child,
-            _stdout: stdout,
+            _stdout: Some(stdout),
             dir,
         })
     }
@@ -342,31 +367,54 @@ impl Server {
         self.child.id()
     }
 
-    /// The server's CPU time so far, in seconds.
+    /// The processes that do the server's work: the child, or nginx's master and workers.
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.pid()];
+        if self.kind == "nginx" {
+            pids.extend(nginx::workers(self.pid()));
+        }
+        pids
+    }
+
+    /// The server's CPU time so far, in seconds (summed over its processes).
     pub(crate) fn cpu(&self) -> f64 {
-        let (user, system) = procfs::cpu_seconds(self.pid());
-        user + system
+        self.pids()
+            .into_iter()
+            .map(|pid| {
+                let (user, system) = procfs::cpu_seconds(pid);
+                user + system
+            })
+            .sum()
     }
 
     /// The server's user-mode CPU time so far, in seconds.
     pub(crate) fn user_cpu(&self) -> f64 {
-        procfs::cpu_seconds(self.pid()).0
+        self.pids()
+            .into_iter()
+            .map(|pid| procfs::cpu_seconds(pid).0)
+            .sum()
     }
 
     pub(crate) fn minor_faults(&self) -> u64 {
-        procfs::minor_faults(self.pid())
+        self.pids().into_iter().map(procfs::minor_faults).sum()
     }
 
     pub(crate) fn rss(&self) -> u64 {
-        procfs::vm_bytes(self.pid(), "VmRSS")
+        self.pids()
+            .into_iter()
+            .map(|pid| procfs::vm_bytes(pid, "VmRSS"))
+            .sum()
     }
 
     pub(crate) fn peak_rss(&self) -> u64 {
-        procfs::vm_bytes(self.pid(), "VmHWM")
+        self.pids()
+            .into_iter()
+            .map(|pid| procfs::vm_bytes(pid, "VmHWM"))
+            .sum()
     }
 
     pub(crate) fn reset_peak_rss(&self) -> bool {
-        procfs::reset_peak_rss(self.pid())
+        self.pids().into_iter().all(procfs::reset_peak_rss)
     }
 
     /// Bytes in the files the server has stored (what a correct run must add up to).
@@ -377,12 +425,21 @@ impl Server {
     /// Deletes what the server stored, so that dirty pages of earlier runs do not turn into
     /// write-back traffic during later ones.
     pub(crate) fn clear_files(&self) {
+        if self.kind == "nginx" {
+            // Its configuration and logs live here too; `clean` deletes bodies anyway.
+            clear_dir(&self.dir.path().join("body"));
+            return;
+        }
         clear_dir(self.dir.path());
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.kind == "nginx" {
+            nginx::stop(&mut self.child);
+            return;
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
