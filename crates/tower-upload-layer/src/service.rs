@@ -87,15 +87,16 @@ impl<S, M> Upload<S, M> {
 
     /// Which front-end, if any, answers `request`.
     fn intercepts<B>(&self, request: &Request<B>) -> Route {
-        let path = request.uri().path();
-        if request.method() == Method::POST && path == self.config.upload_path {
+        // The method first: most requests are not POSTs and never look at their path here.
+        if request.method() == Method::POST && request.uri().path() == self.config.upload_path {
             return Route::Multipart;
         }
         match &self.config.resumable {
+            None => Route::Pass,
             Some(resumable) if front::tus::is_resumable_request(resumable, request) => {
                 Route::Resumable
             }
-            _ => Route::Pass,
+            Some(_) => Route::Pass,
         }
     }
 }
