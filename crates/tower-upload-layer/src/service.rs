@@ -13,7 +13,7 @@ use tower_upload_state::UploadRegistry;
 
 use crate::config::Config;
 use crate::front::multipart::Processed;
-use crate::future::ForwardFuture;
+use crate::future::{ForwardFuture, UploadFuture};
 use crate::layer::mode::{Answer, Forward};
 use crate::{front, BoxError, ResponseBody, ResponseFuture, UploadLayer};
 
@@ -86,6 +86,7 @@ impl<S, M> Upload<S, M> {
     }
 
     /// Which front-end, if any, answers `request`.
+    #[inline]
     fn intercepts<B>(&self, request: &Request<B>) -> Route {
         // The method first: most requests are not POSTs and never look at their path here.
         if request.method() == Method::POST && request.uri().path() == self.config.upload_path {
@@ -129,16 +130,24 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         match self.intercepts(&request) {
-            Route::Multipart => {
-                let config = Arc::clone(&self.config);
-                ResponseFuture::upload(Box::pin(front::multipart::handle(config, request)))
-            }
-            Route::Resumable => {
-                let config = Arc::clone(&self.config);
-                ResponseFuture::upload(Box::pin(front::tus::handle(config, request)))
-            }
             Route::Pass => ResponseFuture::inner(self.inner.call(request)),
+            route => ResponseFuture::upload(upload(Arc::clone(&self.config), request, route)),
         }
+    }
+}
+
+/// The layer's own handling of an intercepted request. Out of line and cold, so that `call`
+/// stays small on the pass-through path (it is inlined into the caller's future there).
+#[cold]
+#[inline(never)]
+fn upload<B>(config: Arc<Config>, request: Request<B>, route: Route) -> UploadFuture
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match route {
+        Route::Resumable => Box::pin(front::tus::handle(config, request)),
+        Route::Multipart | Route::Pass => Box::pin(front::multipart::handle(config, request)),
     }
 }
 
