@@ -2,6 +2,9 @@
 //! (`?X-Progress-ID=K`), over real loopback sockets; the cross-instance test runs two
 //! instances over a real `redis-server` (with the `redis` feature).
 
+#[cfg(feature = "redis")]
+#[path = "support/redis.rs"]
+mod redis_server;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -690,59 +693,14 @@ async fn the_nginx_dialect_answers_every_state() {
 
 #[cfg(feature = "redis")]
 mod across_instances {
-    use std::net::TcpListener as StdListener;
-    use std::process::{Child, Command, Stdio};
-
     use tower_upload_state::RedisStore;
+
+    use crate::redis_server::RedisServer;
 
     use super::*;
 
-    struct RedisServer {
-        port: u16,
-        child: Child,
-    }
-
-    impl RedisServer {
-        async fn start() -> Self {
-            let port = StdListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (scripts/test installs it)");
-            eventually("redis-server listens", || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-            })
-            .await;
-            Self { port, child }
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
     async fn instance(redis: &RedisServer, progress: Duration) -> TestServer {
-        let store = RedisStore::builder(format!("redis://127.0.0.1:{}/", redis.port))
+        let store = RedisStore::builder(redis.url())
             .progress_interval(progress)
             .connect()
             .await

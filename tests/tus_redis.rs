@@ -5,62 +5,19 @@
 
 #![cfg(feature = "redis")]
 
+#[path = "support/redis.rs"]
+mod redis_server;
 mod support;
 
-use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use redis_server::RedisServer;
 use support::*;
 use tower_upload_state::{RedisStore, UploadRegistry};
 
-struct RedisServer {
-    port: u16,
-    child: Child,
-}
-
-impl RedisServer {
-    async fn start() -> Self {
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test installs it)");
-        eventually("redis-server listens", || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        Self { port, child }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn instance(redis: &RedisServer, uploads: PathBuf) -> TestServer {
-    let store = RedisStore::builder(format!("redis://127.0.0.1:{}/", redis.port))
+    let store = RedisStore::builder(redis.url())
         .progress_interval(Duration::from_millis(20))
         .cancel_poll_interval(Duration::from_millis(20))
         .op_timeout(Duration::from_millis(500))
