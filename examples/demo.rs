@@ -661,61 +661,17 @@ async fn redis_registry(_url: &str) -> UploadRegistry {
 /// status queries, and tus / IETF draft clients with their headers. Outside the upload layer,
 /// so that it answers preflights and decorates the layer's answers too.
 fn cross_origin(origin: &str) -> tower_http::cors::CorsLayer {
-    use axum::http::{HeaderName, HeaderValue, Method};
-    let names = |names: &[&'static str]| -> Vec<HeaderName> {
-        names
-            .iter()
-            .map(|name| HeaderName::from_static(name))
-            .collect()
-    };
-    let Ok(origin) = HeaderValue::from_str(origin) else {
+    use tower_upload::layer::cors;
+    let Ok(origin) = axum::http::HeaderValue::from_str(origin) else {
         eprintln!("demo: --cors-origin {origin:?} is not a header value");
         std::process::exit(2);
     };
     tower_http::cors::CorsLayer::new()
         .allow_origin(origin)
         .allow_credentials(true)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::HEAD,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allow_headers(names(&[
-            "authorization",
-            "content-type",
-            "x-requested-with",
-            "x-http-method-override",
-            "tus-resumable",
-            "upload-length",
-            "upload-offset",
-            "upload-metadata",
-            "upload-defer-length",
-            "upload-concat",
-            "upload-checksum",
-            "upload-complete",
-            "upload-draft-interop-version",
-            "content-disposition",
-        ]))
-        .expose_headers(names(&[
-            "location",
-            "tus-resumable",
-            "tus-version",
-            "tus-max-size",
-            "tus-extension",
-            "tus-checksum-algorithm",
-            "upload-offset",
-            "upload-length",
-            "upload-metadata",
-            "upload-defer-length",
-            "upload-concat",
-            "upload-expires",
-            "upload-complete",
-            "upload-limit",
-            "upload-key",
-        ]))
+        .allow_methods(cors::METHODS)
+        .allow_headers(cors::ALLOW_HEADERS)
+        .expose_headers(cors::EXPOSE_HEADERS)
         .max_age(std::time::Duration::from_secs(86_400))
 }
 

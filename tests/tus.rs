@@ -728,66 +728,24 @@ async fn events_see_every_chunk_and_the_end_of_a_tus_upload() {
     server.stop().await;
 }
 
-/// The CORS set-up browser tus clients need (README "Resumable uploads"): preflights are
-/// answered by tower-http's `CorsLayer` outside the upload layer, and tus' answer headers
-/// are exposed.
+/// The CORS set-up browser tus clients need (README "Resumable uploads", the lists in
+/// `tower_upload_layer::cors`): preflights are answered by tower-http's `CorsLayer` outside
+/// the upload layer, and tus' answer headers are exposed.
 #[tokio::test]
 async fn cors_for_browser_tus_clients() {
-    use http::{header, HeaderName, HeaderValue, Method};
+    use http::{header, HeaderValue};
     use tower_http::cors::{AllowOrigin, CorsLayer};
+    use tower_upload_layer::cors;
     let registry = UploadRegistry::new();
     let dir = tempfile::tempdir().unwrap();
-    let tus_headers = |names: &[&'static str]| -> Vec<HeaderName> {
-        names
-            .iter()
-            .map(|name| HeaderName::from_static(name))
-            .collect()
-    };
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::exact(HeaderValue::from_static(
             "http://app.example",
         )))
         .allow_credentials(true)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::HEAD,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allow_headers(tus_headers(&[
-            "authorization",
-            "content-type",
-            "x-requested-with",
-            "x-http-method-override",
-            "tus-resumable",
-            "upload-length",
-            "upload-offset",
-            "upload-metadata",
-            "upload-defer-length",
-            "upload-concat",
-            "upload-checksum",
-            "upload-complete",
-            "upload-draft-interop-version",
-            "content-disposition",
-        ]))
-        .expose_headers(tus_headers(&[
-            "location",
-            "tus-resumable",
-            "tus-version",
-            "tus-max-size",
-            "tus-extension",
-            "tus-checksum-algorithm",
-            "upload-offset",
-            "upload-length",
-            "upload-metadata",
-            "upload-defer-length",
-            "upload-concat",
-            "upload-expires",
-            "upload-complete",
-            "upload-limit",
-        ]))
+        .allow_methods(cors::METHODS)
+        .allow_headers(cors::ALLOW_HEADERS)
+        .expose_headers(cors::EXPOSE_HEADERS)
         .max_age(Duration::from_secs(86_400));
     let app = axum::Router::new()
         .layer(

@@ -136,6 +136,7 @@
 mod answer;
 mod body;
 mod config;
+pub mod cors;
 mod digest;
 mod events;
 mod failure;
